@@ -1,0 +1,31 @@
+# The README's commands. Everything installs into .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[postgres,redis,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## start the embedded server (SQLite) with the demo page
+	$(BIN)/tocsin serve
+
+test: $(STAMP)  ## the whole suite (PostgreSQL tests skip, and say so, where it is missing)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## publish throughput; figures go in docs/benchmarks.md
+	$(BIN)/python bench/publish.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""Tocsin: a live-notification server."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

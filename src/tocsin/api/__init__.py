@@ -1,0 +1,1 @@
+"""HTTP routes: publish, tokens, users, me/*, health."""

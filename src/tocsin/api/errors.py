@@ -1,0 +1,75 @@
+"""Every error leaves as `{"error": {"code", "message", "details"?}}` with its status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from tocsin.api.responses import error_response
+from tocsin.domain.errors import StoreUnavailable, TocsinError, Unauthorized
+
+log = logging.getLogger("tocsin.api")
+
+_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
+    503: "unavailable",
+}
+
+
+async def _tocsin_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TocsinError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, StoreUnavailable):
+        headers["Retry-After"] = "5"
+        log.warning("store unavailable: %s", exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers or None)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    return error_response(exc.status_code, _CODES.get(exc.status_code, "error"), message,
+                          headers=dict(exc.headers) if exc.headers else None)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    details: list[dict[str, Any]] = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""),
+         "type": error.get("type", "")}
+        for error in exc.errors()
+    ]
+    content_type = request.headers.get("content-type", "")
+    if details and details[0]["loc"] == ["body"] and "json" not in content_type:
+        return error_response(415, "unsupported_media_type",
+                              f"expected Content-Type: application/json, got {content_type!r}")
+    if any(item["type"] == "json_invalid" for item in details):
+        return error_response(400, "invalid_json", "the request body is not valid JSON", details)
+    summary = "; ".join(
+        f"{'.'.join(str(p) for p in item['loc'][1:] or item['loc'])}: {item['msg']}"
+        for item in details[:5]
+    )
+    return error_response(422, "validation_error", f"invalid request: {summary}", details)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(TocsinError, _tocsin_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

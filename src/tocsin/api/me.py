@@ -1,0 +1,84 @@
+"""/v1/me/*: a user's own notifications. The user is the verified token's `sub`, nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from tocsin.api.deps import ServicesDep, UserDep
+from tocsin.api.responses import OrjsonResponse
+from tocsin.api.schemas import (
+    NotificationList,
+    ReadAllBody,
+    ReadResult,
+    TypeStr,
+    UnreadCountOut,
+)
+from tocsin.domain.errors import InvalidInput, NotFound
+from tocsin.domain.models import ReadChange
+
+router = APIRouter(prefix="/v1/me", tags=["user"])
+
+
+def _parse_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        # Not a valid id can't be anyone's notification: the same answer as someone else's.
+        raise NotFound("no such notification") from None
+
+
+def _read_result(change: ReadChange) -> OrjsonResponse:
+    return OrjsonResponse({"ids": [str(i) for i in change.ids],
+                           "unread_count": change.unread.count, "seq": change.unread.seq})
+
+
+@router.get("/notifications", response_model=NotificationList,
+            summary="List my notifications, newest first")
+async def list_notifications(
+    svc: ServicesDep,
+    user: UserDep,
+    limit: Annotated[int, Query(ge=1)] = 20,
+    before: Annotated[int | None, Query(ge=1, description="seq cursor from `next`")] = None,
+    unread: bool = False,
+    type: Annotated[TypeStr | None, Query()] = None,
+) -> OrjsonResponse:
+    if limit > svc.settings.max_list_limit:
+        raise InvalidInput(f"limit is at most {svc.settings.max_list_limit}",
+                           details={"field": "limit", "max": svc.settings.max_list_limit})
+    page = await svc.store.list_notifications(user, limit=limit, before=before,
+                                              unread_only=unread, type=type)
+    return OrjsonResponse({
+        "notifications": [item.to_json() for item in page.notifications],
+        "next": page.next,
+        "unread_count": page.unread.count,
+        "seq": page.unread.seq,
+    })
+
+
+@router.post("/notifications/read-all", response_model=ReadResult, summary="Mark all read")
+async def mark_all_read(svc: ServicesDep, user: UserDep,
+                        body: Annotated[ReadAllBody | None, Body()] = None) -> OrjsonResponse:
+    up_to = body.seq if body is not None else None
+    return _read_result(await svc.store.mark_all_read(user, svc.clock.now(), up_to))
+
+
+@router.post("/notifications/{notification_id}/read", response_model=ReadResult,
+             summary="Mark one read")
+async def mark_read(notification_id: str, svc: ServicesDep, user: UserDep) -> OrjsonResponse:
+    change = await svc.store.mark_read(user, _parse_id(notification_id), svc.clock.now())
+    return _read_result(change)
+
+
+@router.get("/notifications/{notification_id}", summary="One of my notifications")
+async def get_notification(notification_id: str, svc: ServicesDep, user: UserDep
+                           ) -> OrjsonResponse:
+    found = await svc.store.get_notification(user, _parse_id(notification_id))
+    return OrjsonResponse(found.to_json())
+
+
+@router.get("/unread-count", response_model=UnreadCountOut, summary="My unread count")
+async def unread_count(svc: ServicesDep, user: UserDep) -> OrjsonResponse:
+    return OrjsonResponse((await svc.store.unread_count(user)).to_json())

@@ -1,0 +1,45 @@
+"""POST /v1/notifications: the publisher's entry point."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+
+from tocsin.api.deps import PublisherDep, ServicesDep
+from tocsin.api.responses import OrjsonResponse
+from tocsin.api.schemas import PublishBody, PublishResponse
+from tocsin.pipeline.publish import PublishRequest
+
+router = APIRouter(tags=["publisher"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+           description="Retry-safe key, kept 24 hours per publisher"),
+]
+
+
+@router.post(
+    "/v1/notifications",
+    status_code=202,
+    response_model=PublishResponse,
+    summary="Notify one user or many",
+    responses={409: {"description": "same Idempotency-Key still in flight"},
+               422: {"description": "invalid body, or Idempotency-Key reused with another body"}},
+)
+async def publish(body: PublishBody, svc: ServicesDep, who: PublisherDep,
+                  idempotency_key: IdempotencyKey = None) -> OrjsonResponse:
+    """Store the notification(s); the 202 is sent only after they are committed."""
+    request = PublishRequest(
+        user_ids=body.audience, type=body.type, data=body.data, title=body.title,
+        message=body.message, action_url=body.action_url, channels=body.channels,
+        priority=body.priority, expires_at=body.expires_at,
+    )
+    outcome = await svc.pipeline.publish(
+        request, publisher=who.id, idempotency_key=idempotency_key,
+        payload=body.model_dump(mode="json") if idempotency_key is not None else None,
+    )
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return OrjsonResponse({"notifications": outcome.notifications}, status_code=202,
+                          headers=headers)

@@ -1,0 +1,188 @@
+"""Request and response bodies of the public API (v1), with the examples shown at /docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+Channel = Literal["web", "email", "push"]
+UserIdStr = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+TypeStr = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+]
+
+
+def _safe_url(value: str) -> str:
+    # Rendered as a link in browsers: only http(s) and site-relative paths, never javascript:.
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return value
+    if not parts.scheme and not parts.netloc and value.startswith("/") and \
+            not value.startswith("//"):
+        return value
+    raise ValueError("must be an http(s) URL or a path starting with /")
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must include a time zone, e.g. 2030-01-01T00:00:00Z")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}") from None
+    return value
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PublishBody(_Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "u_42",
+                    "type": "comment",
+                    "title": "Alice commented on your post",
+                    "message": "Nice work!",
+                    "data": {"post_id": 7},
+                    "action_url": "https://example.com/posts/7#c3",
+                },
+                {"user_ids": ["u_1", "u_2"], "type": "release", "title": "v2 is out",
+                 "data": {}},
+            ]
+        },
+    )
+
+    user_id: UserIdStr | None = None
+    user_ids: list[UserIdStr] | None = None
+    type: TypeStr
+    data: dict[str, Any] = Field(default_factory=dict)
+    title: Annotated[str, StringConstraints(max_length=500)] | None = None
+    message: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    action_url: Annotated[str, StringConstraints(max_length=2048),
+                          AfterValidator(_safe_url)] | None = None
+    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["web"]),
+                                    min_length=1)
+    priority: Literal["low", "normal", "high"] = "normal"
+    expires_at: Annotated[datetime, AfterValidator(_aware)] | None = None
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> PublishBody:
+        if (self.user_id is None) == (self.user_ids is None):
+            raise ValueError("give exactly one of user_id and user_ids")
+        if self.user_ids is not None and not self.user_ids:
+            raise ValueError("user_ids must not be empty")
+        return self
+
+    @property
+    def audience(self) -> list[str]:
+        return [self.user_id] if self.user_id is not None else list(self.user_ids or [])
+
+
+class Receipt(BaseModel):
+    id: str
+    user_id: str
+    seq: int
+    status: str
+
+
+class PublishResponse(BaseModel):
+    notifications: list[Receipt]
+
+
+class TokenBody(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"user_id": "u_42", "ttl_seconds": 3600}]})
+
+    user_id: UserIdStr
+    ttl_seconds: int = Field(default=3600, ge=60)
+
+
+class TokenResponse(BaseModel):
+    token: str
+    expires_at: datetime
+
+
+class UserBody(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"email": "ada@example.com", "name": "Ada", "locale": "en-GB",
+                      "timezone": "Europe/London"}]})
+
+    email: Annotated[str, StringConstraints(max_length=320,
+                                            pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    locale: Annotated[str, StringConstraints(
+        max_length=35, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64),
+                        AfterValidator(_timezone)] | None = None
+
+
+class UserResponse(BaseModel):
+    id: str
+    email: str | None
+    name: str | None
+    locale: str | None
+    timezone: str | None
+
+
+class NotificationOut(BaseModel):
+    id: str
+    seq: int
+    type: str
+    title: str | None
+    message: str | None
+    data: dict[str, Any]
+    action_url: str | None
+    priority: str
+    read: bool
+    read_at: datetime | None
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class NotificationList(BaseModel):
+    notifications: list[NotificationOut]
+    next: int | None = Field(description="pass as `before` for the next (older) page")
+    unread_count: int
+    seq: int = Field(description="the user's newest seq; unread_count is valid at it")
+
+
+class UnreadCountOut(BaseModel):
+    count: int
+    seq: int
+
+
+class ReadAllBody(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seq": 41}]})
+
+    seq: int | None = Field(
+        default=None, ge=0,
+        description="mark read only up to this seq (the newest the client has shown); "
+                    "default: the newest committed when the request starts",
+    )
+
+
+class ReadResult(BaseModel):
+    ids: list[str] = Field(description="notifications that changed from unread to read")
+    unread_count: int
+    seq: int

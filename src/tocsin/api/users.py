@@ -1,0 +1,29 @@
+"""PUT/GET /v1/users/{user_id}: profiles, used by outbound channels (email, locale, zone)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from tocsin.api.deps import PublisherDep, ServicesDep
+from tocsin.api.schemas import UserBody, UserResponse
+from tocsin.domain.models import UserProfile
+
+router = APIRouter(tags=["publisher"])
+
+UserIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+@router.put("/v1/users/{user_id}", response_model=UserResponse, summary="Create or update a user")
+async def put_user(user_id: UserIdPath, body: UserBody, svc: ServicesDep,
+                   who: PublisherDep) -> UserResponse:
+    profile = UserProfile(id=user_id, email=body.email, name=body.name, locale=body.locale,
+                          timezone=body.timezone)
+    await svc.store.put_user(profile, svc.clock.now())
+    return UserResponse(**profile.to_json())
+
+
+@router.get("/v1/users/{user_id}", response_model=UserResponse, summary="Read a user's profile")
+async def get_user(user_id: UserIdPath, svc: ServicesDep, who: PublisherDep) -> UserResponse:
+    return UserResponse(**(await svc.store.get_user(user_id)).to_json())

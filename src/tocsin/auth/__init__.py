@@ -1,0 +1,1 @@
+"""Who is calling: publisher API keys and end-user JWTs."""

@@ -1,0 +1,1 @@
+"""The core's vocabulary: plain data and errors, no I/O."""

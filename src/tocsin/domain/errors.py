@@ -1,0 +1,59 @@
+"""Errors the core raises; the HTTP layer maps each to a status and the contract's error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TocsinError(Exception):
+    """Base of errors meant for the caller: `code` is stable, `message` is for humans."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class SettingsError(TocsinError):
+    """A setting is missing or malformed; raised at start, before serving anything."""
+
+    code = "invalid_settings"
+
+
+class NotFound(TocsinError):
+    status = 404
+    code = "not_found"
+
+
+class Unauthorized(TocsinError):
+    status = 401
+    code = "unauthorized"
+
+
+class InvalidInput(TocsinError):
+    status = 422
+    code = "validation_error"
+
+
+class IdempotencyMismatch(TocsinError):
+    """The Idempotency-Key was used before with a different request body."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInFlight(TocsinError):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    status = 409
+    code = "idempotency_key_in_flight"
+
+
+class StoreUnavailable(TocsinError):
+    """The database cannot be reached; nothing was committed."""
+
+    status = 503
+    code = "store_unavailable"

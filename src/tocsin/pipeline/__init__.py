@@ -1,0 +1,1 @@
+"""The publish pipeline: each stage a small module taking ports as arguments."""

@@ -1,0 +1,133 @@
+"""Settings: `TOCSIN_*` environment variables, then an optional `tocsin.toml`.
+
+Every limit has a name and a default here, so an operator finds them all in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tocsin.domain.errors import SettingsError
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("TOCSIN_CONFIG", "tocsin.toml"))
+
+
+class Settings(BaseSettings):
+    """All of Tocsin's configuration. Field `x` is the env var `TOCSIN_X` or key `x` in the toml."""
+
+    model_config = SettingsConfigDict(env_prefix="TOCSIN_", extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        default="sqlite:///tocsin.db",
+        description="sqlite:///path (embedded default) or postgresql://user@host/db",
+    )
+    bus_url: str = Field(default="memory://", description="memory:// (one process)")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_keys: CommaList = Field(
+        default_factory=list,
+        description="Comma-separated publisher keys accepted as given (simple deployments, tests).",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 secret for user tokens; with SQLite, generated beside the database "
+        "when unset.",
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    allowed_origins: CommaList = Field(default_factory=list)
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Request body limit")
+    max_batch_users: int = Field(default=1000, ge=1, le=10_000)
+    max_list_limit: int = Field(default=100, ge=1, le=1000)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    max_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    api_key_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long a verified API key is trusted without a lookup."
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_connect_timeout: float = Field(default=5.0, gt=0)
+    db_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout")
+
+    @field_validator("api_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_long_enough(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if len(key) < 16:
+                raise ValueError("each API key must be at least 16 characters long")
+        return keys
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (HMAC keys shorter than the hash "
+                             "are guessable)")
+        return secret
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(f"expected sqlite:///… or postgresql://…, got scheme {scheme!r}")
+        return url
+
+    @field_validator("bus_url")
+    @classmethod
+    def _known_bus(cls, url: str) -> str:
+        if not url.startswith("memory://"):
+            raise ValueError(f"expected memory://, got {url!r}")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_config_file()),
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning a validation error into one message that names each bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            problems.append(f"TOCSIN_{field.upper()}: {error['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

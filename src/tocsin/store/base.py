@@ -1,0 +1,102 @@
+"""The Store port: the source of truth. Live push and every channel are built on top of it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Protocol
+
+from tocsin.domain.models import (
+    ApiKey,
+    Notification,
+    Page,
+    PublishBatch,
+    PublishOutcome,
+    ReadChange,
+    UnreadCount,
+    UserProfile,
+)
+
+
+class Store(Protocol):
+    """Durable state of users, notifications and keys.
+
+    Guarantees every implementation gives:
+
+    - `publish` is atomic: every draft of the batch is committed, with its seq, its user's counter
+      and the idempotency record, or nothing is. It returns only after the commit.
+    - Each user's `seq` starts at 1 and rises by exactly 1 per notification, with no gap and no
+      duplicate, however many publishers write to that user at once.
+    - A user's `unread_count` always equals the number of their unread notifications: it changes in
+      the same transaction as each insert and each read change. Every count returned carries the
+      seq it is valid at.
+    - Reads and read changes are scoped to one user: another user's notification id is reported as
+      not found, never as forbidden.
+    - A failure to reach the database raises `StoreUnavailable`, never a driver error.
+    """
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest version. Safe when several processes call it at once."""
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the database answers."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def publish(self, batch: PublishBatch, now: datetime, ttl_seconds: int) -> PublishOutcome:
+        """Store the batch; creates users on first publish.
+
+        With an idempotency key: a key seen before (within `ttl_seconds`) with the same
+        fingerprint returns the first outcome with `replayed=True` and writes nothing; with
+        another fingerprint raises `IdempotencyMismatch`; while the first request is still in
+        flight a racer either waits for its outcome or gets `IdempotencyInFlight`.
+        """
+
+    async def list_notifications(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None = None,
+        unread_only: bool = False,
+        type: str | None = None,
+    ) -> Page:
+        """Newest first (by seq). `before` is an exclusive seq cursor."""
+
+    async def get_notification(self, user_id: str, notification_id: uuid.UUID) -> Notification:
+        """One notification of this user, or `NotFound`."""
+
+    async def mark_read(self, user_id: str, notification_id: uuid.UUID, now: datetime
+                        ) -> ReadChange:
+        """Mark one notification read. Already read: no change, `ids` empty. Unknown: `NotFound`."""
+
+    async def mark_all_read(self, user_id: str, now: datetime, up_to_seq: int | None = None
+                            ) -> ReadChange:
+        """Mark read every unread notification with seq <= `up_to_seq` (default: the newest
+        committed when the call starts), so one that arrives meanwhile stays unread."""
+
+    async def unread_count(self, user_id: str) -> UnreadCount:
+        """The counter and the seq it is valid at; (0, 0) for a user never published to."""
+
+    async def put_user(self, profile: UserProfile, now: datetime) -> UserProfile:
+        """Create or update a user's profile; the counter and seq are untouched."""
+
+    async def get_user(self, user_id: str) -> UserProfile:
+        """The profile, or `NotFound`."""
+
+    async def create_api_key(self, key_id: str, name: str, secret_hash: str, now: datetime
+                             ) -> ApiKey:
+        """Store a publisher key by the hash of its secret."""
+
+    async def find_api_key(self, secret_hash: str) -> ApiKey | None:
+        """The active or revoked key with this hash, or None."""
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key, newest first."""
+
+    async def revoke_api_key(self, key_id: str, now: datetime) -> ApiKey:
+        """Revoke a key (idempotent), or `NotFound`."""
+
+    async def purge_idempotency_keys(self, now: datetime) -> int:
+        """Delete expired idempotency records; returns how many."""

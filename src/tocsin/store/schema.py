@@ -1,0 +1,176 @@
+"""The one schema for SQLite and PostgreSQL. Alembic migrations must produce exactly this.
+
+Indexes are the ones the queries need: a user's list by seq, a user's unread items by seq, a
+user's items of one type by seq. Nothing on the hot path scans a table.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite keeps no zone, so we add it back)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+UserId = sa.String(255)
+
+
+def _created() -> sa.Column[Any]:
+    return sa.Column("created_at", UtcDateTime(), nullable=False)
+
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", UserId, primary_key=True),
+    sa.Column("email", sa.String(320)),
+    sa.Column("name", sa.String(255)),
+    sa.Column("locale", sa.String(35)),
+    sa.Column("timezone", sa.String(64)),
+    # The unread counter and the last seq change in the same transaction as every insert and
+    # every read change, under this row's lock; they are never recomputed with COUNT(*).
+    sa.Column("unread_count", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("last_seq", sa.BigInteger(), nullable=False, server_default="0"),
+    _created(),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", UserId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("title", sa.Text()),
+    sa.Column("message", sa.Text()),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("action_url", sa.Text()),
+    sa.Column("priority", sa.String(8), nullable=False, server_default="normal"),
+    sa.Column("read", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("read_at", UtcDateTime()),
+    _created(),
+    sa.Column("expires_at", UtcDateTime()),
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("publisher", sa.String(64)),
+    sa.UniqueConstraint("user_id", "seq"),
+    sa.Index(
+        "ix_notifications_unread",
+        "user_id",
+        "seq",
+        postgresql_where=sa.text("NOT read"),
+        sqlite_where=sa.text("read = 0"),
+    ),
+    sa.Index("ix_notifications_user_id_type_seq", "user_id", "type", "seq"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("publisher", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("response", Json),
+    _created(),
+    sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    _created(),
+    sa.Column("last_used_at", UtcDateTime()),
+    sa.Column("revoked_at", UtcDateTime()),
+)
+
+preferences = sa.Table(
+    "preferences",
+    metadata,
+    sa.Column("user_id", UserId, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("type", sa.String(128), primary_key=True),
+    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("channels", Json, nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", UserId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # fcm | apns | webpush
+    sa.Column("address", sa.Text(), nullable=False),  # device token or Web Push endpoint
+    sa.Column("keys", Json),  # Web Push p256dh and auth
+    _created(),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("kind", "address"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("notification_id", sa.Uuid(),
+              sa.ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("user_id", UserId, nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | sent | dead | skipped
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("available_at", UtcDateTime(), nullable=False),
+    sa.Column("lease_until", UtcDateTime()),
+    sa.Column("last_error", sa.Text()),
+    _created(),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_outbox_status_available_at", "status", "available_at"),
+)
+
+analytics_events = sa.Table(
+    "analytics_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("notification_id", sa.Uuid()),
+    sa.Column("user_id", UserId),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("channel", sa.String(16)),
+    sa.Column("event", sa.String(16), nullable=False),
+    _created(),
+    sa.Index("ix_analytics_events_type_created_at", "type", "created_at"),
+    sa.Index("ix_analytics_events_created_at", "created_at"),
+)

@@ -1,0 +1,1 @@
+"""Test support: real services, real processes, and the checks many tests share."""

@@ -1,0 +1,49 @@
+"""Looking at the database directly, to check what the API says against what is stored."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tocsin.store.schema import metadata, notifications, users
+from tocsin.store.sql import SqlStore
+
+
+async def row_counts(store: SqlStore) -> dict[str, int]:
+    """How many rows every table holds: compared before and after a refused request."""
+    counts: dict[str, int] = {}
+    async with store.engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            counts[table.name] = (
+                await conn.execute(sa.select(sa.func.count()).select_from(table))
+            ).scalar_one()
+    return counts
+
+
+async def counter_and_rows(store: SqlStore, user_id: str) -> tuple[int, int, int]:
+    """(the stored unread counter, the unread rows counted, the stored last seq)."""
+    async with store.engine.connect() as conn:
+        counter = (await conn.execute(
+            sa.select(users.c.unread_count, users.c.last_seq).where(users.c.id == user_id)
+        )).first()
+        unread = (await conn.execute(
+            sa.select(sa.func.count()).select_from(notifications).where(
+                notifications.c.user_id == user_id, notifications.c.read == sa.false())
+        )).scalar_one()
+    if counter is None:
+        return 0, unread, 0
+    return counter[0], unread, counter[1]
+
+
+async def assert_counter_matches(store: SqlStore, user_id: str) -> int:
+    """The counter equals the unread rows; returns it."""
+    counter, unread, _ = await counter_and_rows(store, user_id)
+    assert counter == unread, f"unread counter {counter} drifted from {unread} unread rows"
+    return counter
+
+
+async def seqs_of(store: SqlStore, user_id: str) -> list[int]:
+    async with store.engine.connect() as conn:
+        return list((await conn.execute(
+            sa.select(notifications.c.seq).where(notifications.c.user_id == user_id)
+            .order_by(notifications.c.seq)
+        )).scalars())
