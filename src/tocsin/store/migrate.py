@@ -62,6 +62,5 @@ async def upgrade(engine: AsyncEngine, url: str) -> None:
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade)
         return
-    async with _file_lock(path):
-        async with engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+    async with _file_lock(path), engine.begin() as conn:
+        await conn.run_sync(_upgrade)

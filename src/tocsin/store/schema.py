@@ -103,7 +103,8 @@ idempotency_keys = sa.Table(
     sa.Column("publisher", sa.String(64), primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
-    sa.Column("response", Json),
+    # Plain JSON, not JSONB: a replay must return the first response byte for byte.
+    sa.Column("response", sa.JSON()),
     _created(),
     sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
