@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +13,12 @@ from tests.support.client import Api, settings_for
 from tests.support.services import MISSING, fresh_postgres_database
 from tocsin.app import create_app
 from tocsin.store.sql import SqlStore
+
+# Tests configure the app explicitly: nothing from the developer's shell or tocsin.toml leaks in.
+for _name in [n for n in os.environ if n.startswith("TOCSIN_")]:
+    if not _name.startswith("TOCSIN_TEST_"):
+        del os.environ[_name]
+os.environ["TOCSIN_CONFIG"] = os.devnull
 
 
 @pytest.fixture(scope="session")
