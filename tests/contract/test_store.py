@@ -152,6 +152,30 @@ async def test_list_is_newest_first_with_cursor_pages(store: SqlStore) -> None:
     assert last.next is None
 
 
+async def test_notifications_after_a_seq_are_oldest_first(store: SqlStore) -> None:
+    user = new_user()
+    for _ in range(6):
+        await store.publish(batch(user), NOW, TTL)
+    after = await store.notifications_after(user, 2, limit=3)
+    assert [n.seq for n in after] == [3, 4, 5]
+    assert [n.seq for n in await store.notifications_after(user, 5, limit=10)] == [6]
+    assert await store.notifications_after(user, 6, limit=10) == []
+    assert await store.notifications_after(new_user(), 0, limit=10) == []
+
+
+async def test_publish_reports_what_it_stored_for_live_delivery(store: SqlStore) -> None:
+    a, b = new_user(), new_user()
+    await store.publish(batch(a), NOW, TTL)
+    key = f"k-{uuid.uuid4()}"
+    outcome = await store.publish(batch(a, b, key=key), NOW, TTL)
+    assert [(n.user_id, n.seq) for n in outcome.stored] == [(a, 2), (b, 1)]
+    assert {u: (c.count, c.seq) for u, c in outcome.unread.items()} == {a: (2, 2), b: (1, 1)}
+    listed = (await store.list_notifications(a, limit=1)).notifications[0]
+    assert outcome.stored[0] == listed
+    replay = await store.publish(batch(a, b, key=key), NOW, TTL)
+    assert replay.replayed and replay.stored == [] and replay.unread == {}
+
+
 async def test_list_filters_by_unread_and_type(store: SqlStore) -> None:
     user = new_user()
     await store.publish(PublishBatch("p", [draft(user, type="like")]), NOW, TTL)
@@ -225,12 +249,12 @@ async def test_mark_all_read_respects_the_seq_bound(store: SqlStore) -> None:
     for _ in range(5):
         await store.publish(batch(user), NOW, TTL)
     change = await store.mark_all_read(user, NOW, up_to_seq=3)
-    assert len(change.ids) == 3
+    assert len(change.ids) == 3 and change.up_to == 3
     assert (change.unread.count, change.unread.seq) == (2, 5)
     unread = await store.list_notifications(user, limit=10, unread_only=True)
     assert [n.seq for n in unread.notifications] == [5, 4]
     rest = await store.mark_all_read(user, NOW)
-    assert len(rest.ids) == 2 and rest.unread.count == 0
+    assert len(rest.ids) == 2 and rest.unread.count == 0 and rest.up_to == 5
     assert await assert_counter_matches(store, user) == 0
     none = await store.mark_all_read(user, NOW)
     assert none.ids == [] and none.unread.count == 0

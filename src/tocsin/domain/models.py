@@ -53,10 +53,15 @@ class Published:
 
 @dataclass(frozen=True, slots=True)
 class PublishOutcome:
-    """`replayed` is true when an Idempotency-Key matched an earlier, committed request."""
+    """`notifications` is the publisher's response (receipts as JSON). `replayed` is true when
+    an Idempotency-Key matched an earlier, committed request: then nothing was stored now, and
+    `stored` and `unread` are empty. Otherwise `stored` holds what was committed and `unread`
+    each user's count after it, for live delivery."""
 
     notifications: list[dict[str, Any]]
     replayed: bool = False
+    stored: list[Notification] = field(default_factory=list)
+    unread: dict[str, UnreadCount] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +121,13 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class ReadChange:
-    """The result of a read operation: which ids changed and the count afterwards."""
+    """The result of a read operation: which ids changed and the count afterwards.
+
+    `up_to` is set by mark-all-read: every notification with seq <= it is now read."""
 
     ids: list[uuid.UUID]
     unread: UnreadCount
+    up_to: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,12 @@ class Store(Protocol):
     ) -> Page:
         """Newest first (by seq). `before` is an exclusive seq cursor."""
 
+    async def notifications_after(self, user_id: str, after: int, limit: int
+                                  ) -> list[Notification]:
+        """Oldest first: the user's notifications with seq > `after`, at most `limit`. Since
+        seqs are committed in order, the result never skips a seq that a later read would show.
+        """
+
     async def get_notification(self, user_id: str, notification_id: uuid.UUID) -> Notification:
         """One notification of this user, or `NotFound`."""
 

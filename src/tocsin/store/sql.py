@@ -125,8 +125,11 @@ class SqlStore:
                 earlier = await self._claim_idempotency(conn, batch, now, ttl_seconds)
                 if earlier is not None:
                     return earlier
-            receipts = await self._insert_notifications(conn, batch, now)
-            response = [receipt.to_json() for receipt in receipts]
+            stored, unread = await self._insert_notifications(conn, batch, now)
+            response = [
+                Published(id=item.id, user_id=item.user_id, seq=item.seq).to_json()
+                for item in stored
+            ]
             if batch.idempotency_key is not None:
                 await conn.execute(
                     idempotency_keys.update()
@@ -134,7 +137,7 @@ class SqlStore:
                            idempotency_keys.c.key == batch.idempotency_key)
                     .values(response=response)
                 )
-            return PublishOutcome(notifications=response)
+            return PublishOutcome(notifications=response, stored=stored, unread=unread)
 
         outcome: PublishOutcome = await self._transact(work)
         return outcome
@@ -176,12 +179,13 @@ class SqlStore:
             raise IdempotencyInFlight("a request with this Idempotency-Key is still in flight")
         return PublishOutcome(notifications=row.response, replayed=True)
 
-    async def _insert_notifications(self, conn: AsyncConnection, batch: PublishBatch,
-                                    now: datetime) -> list[Published]:
+    async def _insert_notifications(
+        self, conn: AsyncConnection, batch: PublishBatch, now: datetime
+    ) -> tuple[list[Notification], dict[str, UnreadCount]]:
         user_ids = sorted({draft.user_id for draft in batch.drafts})
         if len(user_ids) != len(batch.drafts):
             raise ValueError("a batch holds at most one draft per user")
-        seqs: dict[str, int] = {}
+        unread: dict[str, UnreadCount] = {}
         for chunk in _chunks(user_ids, _CHUNK):
             upsert = self._insert(users).values(
                 [{"id": uid, "unread_count": 1, "last_seq": 1, "created_at": now,
@@ -192,25 +196,29 @@ class SqlStore:
                 set_={"last_seq": users.c.last_seq + 1,
                       "unread_count": users.c.unread_count + 1,
                       "updated_at": upsert.excluded.updated_at},
-            ).returning(users.c.id, users.c.last_seq)
-            for uid, seq in (await conn.execute(bump)).all():
-                seqs[uid] = seq
-        receipts: list[Published] = []
-        rows: list[dict[str, Any]] = []
-        for draft in batch.drafts:
-            nid = uuid.uuid4()
-            seq = seqs[draft.user_id]
-            receipts.append(Published(id=nid, user_id=draft.user_id, seq=seq))
-            rows.append({
-                "id": nid, "user_id": draft.user_id, "seq": seq, "type": draft.type,
-                "title": draft.title, "message": draft.message, "data": draft.data,
-                "action_url": draft.action_url, "priority": draft.priority, "read": False,
-                "read_at": None, "created_at": now, "expires_at": draft.expires_at,
-                "idempotency_key": batch.idempotency_key, "publisher": batch.publisher,
-            })
+            ).returning(users.c.id, users.c.last_seq, users.c.unread_count)
+            for uid, seq, count in (await conn.execute(bump)).all():
+                unread[uid] = UnreadCount(count=count, seq=seq)
+        stored = [
+            Notification(
+                id=uuid.uuid4(), user_id=draft.user_id, seq=unread[draft.user_id].seq,
+                type=draft.type, title=draft.title, message=draft.message, data=draft.data,
+                action_url=draft.action_url, priority=draft.priority, read=False, read_at=None,
+                created_at=now, expires_at=draft.expires_at,
+            )
+            for draft in batch.drafts
+        ]
+        rows = [
+            {"id": item.id, "user_id": item.user_id, "seq": item.seq, "type": item.type,
+             "title": item.title, "message": item.message, "data": item.data,
+             "action_url": item.action_url, "priority": item.priority, "read": False,
+             "read_at": None, "created_at": now, "expires_at": item.expires_at,
+             "idempotency_key": batch.idempotency_key, "publisher": batch.publisher}
+            for item in stored
+        ]
         for chunk_rows in _chunks(rows, _CHUNK):
             await conn.execute(notifications.insert().values(chunk_rows))
-        return receipts
+        return stored, unread
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -231,6 +239,14 @@ class SqlStore:
         more = len(rows) > limit
         return Page(notifications=items, next=items[-1].seq if more and items else None,
                     unread=count)
+
+    async def notifications_after(self, user_id: str, after: int, limit: int
+                                  ) -> list[Notification]:
+        query = (sa.select(notifications)
+                 .where(notifications.c.user_id == user_id, notifications.c.seq > after)
+                 .order_by(notifications.c.seq).limit(limit))
+        async with self._read() as conn:
+            return [_notification(row) for row in (await conn.execute(query)).all()]
 
     async def get_notification(self, user_id: str, notification_id: uuid.UUID) -> Notification:
         async with self._read() as conn:
@@ -283,9 +299,10 @@ class SqlStore:
     async def mark_all_read(self, user_id: str, now: datetime, up_to_seq: int | None = None
                             ) -> ReadChange:
         async def work(conn: AsyncConnection) -> ReadChange:
-            bound: Any = up_to_seq if up_to_seq is not None else (
-                sa.select(users.c.last_seq).where(users.c.id == user_id).scalar_subquery()
-            )
+            newest = (await self._count(conn, user_id)).seq
+            # The bound is fixed before the update, so the event can name it exactly, and a
+            # notification committed after this point stays unread.
+            bound = newest if up_to_seq is None else min(up_to_seq, newest)
             changed = (await conn.execute(
                 notifications.update()
                 .where(notifications.c.user_id == user_id,
@@ -295,8 +312,8 @@ class SqlStore:
                 .returning(notifications.c.id)
             )).scalars().all()
             if not changed:
-                return ReadChange(ids=[], unread=await self._count(conn, user_id))
-            return ReadChange(ids=list(changed),
+                return ReadChange(ids=[], unread=await self._count(conn, user_id), up_to=bound)
+            return ReadChange(ids=list(changed), up_to=bound,
                               unread=await self._decrement(conn, user_id, len(changed)))
 
         result: ReadChange = await self._transact(work)
