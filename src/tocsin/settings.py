@@ -6,10 +6,11 @@ Every limit has a name and a default here, so an operator finds them all in one 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -21,6 +22,7 @@ from pydantic_settings import (
 from tocsin.domain.errors import SettingsError
 
 CommaList = Annotated[list[str], NoDecode]
+_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 def _config_file() -> Path:
@@ -86,6 +88,16 @@ class Settings(BaseSettings):
                              "are guessable)")
         return secret
 
+    @field_validator("jwt_algorithm")
+    @classmethod
+    def _secret_fits_algorithm(cls, algorithm: str, info: ValidationInfo) -> str:
+        # RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
+        secret = info.data.get("jwt_secret")
+        needed = _HMAC_KEY_BYTES[algorithm]
+        if secret is not None and len(secret.get_secret_value().encode()) < needed:
+            raise ValueError(f"{algorithm} needs a TOCSIN_JWT_SECRET of at least {needed} bytes")
+        return algorithm
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, url: str) -> str:
@@ -125,6 +137,8 @@ def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning a validation error into one message that names each bad setting."""
     try:
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"TOCSIN_CONFIG: {_config_file()} is not valid TOML: {exc}") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

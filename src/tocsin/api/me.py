@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Query
 from tocsin.api.deps import ServicesDep, UserDep
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.schemas import (
+    MAX_SEQ,
     NotificationList,
     ReadAllBody,
     ReadResult,
@@ -41,7 +42,8 @@ async def list_notifications(
     svc: ServicesDep,
     user: UserDep,
     limit: Annotated[int, Query(ge=1)] = 20,
-    before: Annotated[int | None, Query(ge=1, description="seq cursor from `next`")] = None,
+    before: Annotated[int | None,
+                      Query(ge=1, le=MAX_SEQ, description="seq cursor from `next`")] = None,
     unread: bool = False,
     type: Annotated[TypeStr | None, Query()] = None,
 ) -> OrjsonResponse:

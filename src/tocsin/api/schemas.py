@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,10 +25,25 @@ UserIdStr = Annotated[
 TypeStr = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 ]
+#: The largest seq a client may name: the store keeps seqs as signed 64-bit integers.
+MAX_SEQ = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it on every backend alike.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
 
 
 def _safe_url(value: str) -> str:
     # Rendered as a link in browsers: only http(s) and site-relative paths, never javascript:.
+    # Browsers drop tabs and newlines and read `\\` as `/`, so `/\\evil.example` would leave
+    # the site: such characters must be percent-encoded.
+    if any(ch.isspace() or ch in "\\\x7f" or ord(ch) < 0x20 for ch in value):
+        raise ValueError("must not contain spaces, control characters or backslashes "
+                         "(percent-encode them)")
     parts = urlsplit(value)
     if parts.scheme in ("http", "https") and parts.netloc:
         return value
@@ -39,6 +56,33 @@ def _safe_url(value: str) -> str:
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must include a time zone, e.g. 2030-01-01T00:00:00Z")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+    return value
+
+
+def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse what the store cannot keep as sent: integers beyond 64 bits, NaN and Infinity,
+    lone surrogates, NUL characters, nesting deeper than the JSON encoder allows."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"is not storable JSON: {exc}") from None
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                _no_nul(key)
+                pending.append(inner)
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            _no_nul(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("must not contain NaN or Infinity (they are not JSON)")
     return value
 
 
@@ -76,9 +120,11 @@ class PublishBody(_Body):
     user_id: UserIdStr | None = None
     user_ids: list[UserIdStr] | None = None
     type: TypeStr
-    data: dict[str, Any] = Field(default_factory=dict)
-    title: Annotated[str, StringConstraints(max_length=500)] | None = None
-    message: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    data: Annotated[dict[str, Any], AfterValidator(_storable_json)] = Field(
+        default_factory=dict)
+    title: Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_nul)] | None = None
+    message: Annotated[str, StringConstraints(max_length=5000),
+                       AfterValidator(_no_nul)] | None = None
     action_url: Annotated[str, StringConstraints(max_length=2048),
                           AfterValidator(_safe_url)] | None = None
     channels: list[Channel] = Field(default_factory=lambda: list[Channel](["web"]),
@@ -129,8 +175,9 @@ class UserBody(_Body):
                       "timezone": "Europe/London"}]})
 
     email: Annotated[str, StringConstraints(max_length=320,
-                                            pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
-    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+                                            pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+                     AfterValidator(_no_nul)] | None = None
+    name: Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_nul)] | None = None
     locale: Annotated[str, StringConstraints(
         max_length=35, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")] | None = None
     timezone: Annotated[str, StringConstraints(max_length=64),
@@ -176,7 +223,7 @@ class ReadAllBody(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seq": 41}]})
 
     seq: int | None = Field(
-        default=None, ge=0,
+        default=None, ge=0, le=MAX_SEQ,
         description="mark read only up to this seq (the newest the client has shown); "
                     "default: the newest committed when the request starts",
     )

@@ -1,0 +1,196 @@
+"""Bad requests get the exact status and error code, in the contract's shape, and write nothing.
+
+The app here allows 3 users per batch, so "too many user_ids" is a small request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.integration.apps import running_api
+from tests.integration.problems import assert_error
+from tests.support.client import Api
+from tests.support.db import row_counts
+from tocsin.store.sql import SqlStore
+
+MAX_BATCH = 3
+USER = "bad-input-user"
+JSON = {"Content-Type": "application/json"}
+DROP = object()
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One refused request: what is sent, and the status and code it must get."""
+
+    method: str
+    path: str
+    status: int
+    code: str
+    json: Any = None
+    raw: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    as_user: bool = False
+
+
+def publish(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"user_id": USER, "type": "comment", "title": "hello"}
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not DROP}
+
+
+def bad_publish(status: int = 422, code: str = "validation_error", **changes: Any) -> Bad:
+    return Bad("POST", "/v1/notifications", status, code, json=publish(**changes))
+
+
+def raw_publish(raw: bytes, status: int = 422, code: str = "validation_error",
+                content_type: str = "application/json") -> Bad:
+    return Bad("POST", "/v1/notifications", status, code, raw=raw,
+               headers={"Content-Type": content_type})
+
+
+def bad_list(**params: Any) -> Bad:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return Bad("GET", f"/v1/me/notifications?{query}", 422, "validation_error", as_user=True)
+
+
+def bad_read_all(json: Any) -> Bad:
+    return Bad("POST", "/v1/me/notifications/read-all", 422, "validation_error", json=json,
+               as_user=True)
+
+
+def bad_token(**body: Any) -> Bad:
+    return Bad("POST", "/v1/tokens", 422, "validation_error", json=body)
+
+
+def bad_profile(**body: Any) -> Bad:
+    return Bad("PUT", f"/v1/users/{USER}", 422, "validation_error", json=body)
+
+
+def nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+CASES: dict[str, Bad] = {
+    # how the body is sent
+    "malformed_json": raw_publish(b'{"user_id": "x", "type":', 400, "invalid_json"),
+    "text_plain": raw_publish(b'{"user_id": "x", "type": "comment"}', 415,
+                              "unsupported_media_type", content_type="text/plain"),
+    "form_encoded": raw_publish(b"user_id=x&type=comment", 415, "unsupported_media_type",
+                                content_type="application/x-www-form-urlencoded"),
+    "body_is_a_list": Bad("POST", "/v1/notifications", 422, "validation_error",
+                          json=[publish()]),
+    "malformed_content_length": Bad("POST", "/v1/notifications", 400, "bad_request",
+                                    raw=b"{}", headers={**JSON, "Content-Length": "many"}),
+    # publish: audience
+    "missing_type": bad_publish(type=DROP),
+    "both_user_id_and_user_ids": bad_publish(user_ids=["a", "b"]),
+    "neither_user_id_nor_user_ids": bad_publish(user_id=DROP),
+    "empty_user_ids": bad_publish(user_id=DROP, user_ids=[]),
+    "duplicate_user_ids": bad_publish(user_id=DROP, user_ids=["a", "b", "a"]),
+    "too_many_user_ids": bad_publish(user_id=DROP,
+                                     user_ids=[f"u{i}" for i in range(MAX_BATCH + 1)]),
+    "user_id_with_newline": bad_publish(user_id="a\nb"),
+    "user_id_too_long": bad_publish(user_id="u" * 256),
+    # publish: fields
+    "unknown_field": bad_publish(colour="red"),
+    "type_with_space": bad_publish(type="new comment"),
+    "type_empty": bad_publish(type=""),
+    "type_too_long": bad_publish(type="t" * 129),
+    "title_too_long": bad_publish(title="t" * 501),
+    "message_too_long": bad_publish(message="m" * 5001),
+    "title_with_nul": bad_publish(title="a\x00b"),
+    "javascript_action_url": bad_publish(action_url="javascript:alert(document.cookie)"),
+    "data_action_url": bad_publish(action_url="data:text/html,<script>alert(1)</script>"),
+    "protocol_relative_action_url": bad_publish(action_url="//evil.example/login"),
+    "backslash_action_url": bad_publish(action_url="/\\evil.example/login"),
+    "action_url_with_tab": bad_publish(action_url="/\t/evil.example/login"),
+    "naive_expires_at": bad_publish(expires_at="2099-01-01T00:00:00"),
+    "past_expires_at": bad_publish(expires_at="2001-01-01T00:00:00Z"),
+    "expires_at_beyond_utc": bad_publish(expires_at="9999-12-31T23:59:59-01:00"),
+    "channel_email_not_available": bad_publish(channels=["web", "email"]),
+    "channel_unknown": bad_publish(channels=["pigeon"]),
+    "channels_empty": bad_publish(channels=[]),
+    "bad_priority": bad_publish(priority="urgent"),
+    "data_not_an_object": bad_publish(data=[1, 2]),
+    "data_int_beyond_64_bits": bad_publish(data={"n": 2**70}),
+    "data_with_nul": bad_publish(data={"s": "a\x00b"}),
+    "data_key_with_nul": bad_publish(data={"a\x00": 1}),
+    "data_too_deep": bad_publish(data={"deep": nested(300)}),
+    "data_nan": raw_publish(b'{"user_id": "x", "type": "comment", "data": {"n": NaN}}'),
+    "data_lone_surrogate": raw_publish(
+        b'{"user_id": "x", "type": "comment", "data": {"s": "\\ud800"}}'),
+    "idempotency_key_too_long": Bad("POST", "/v1/notifications", 422, "validation_error",
+                                    json=publish(), headers={"Idempotency-Key": "k" * 256}),
+    "idempotency_key_with_space": Bad("POST", "/v1/notifications", 422, "validation_error",
+                                      json=publish(), headers={"Idempotency-Key": "a key"}),
+    # tokens
+    "token_ttl_over_max": bad_token(user_id=USER, ttl_seconds=30 * 24 * 3600 + 1),
+    "token_ttl_under_min": bad_token(user_id=USER, ttl_seconds=59),
+    "token_without_user": bad_token(ttl_seconds=600),
+    # profiles
+    "profile_bad_timezone": bad_profile(timezone="Mars/Olympus_Mons"),
+    "profile_timezone_path": bad_profile(timezone="../../../etc/passwd"),
+    "profile_bad_email": bad_profile(email="not-an-email"),
+    "profile_email_with_nul": bad_profile(email="a\x00@example.com"),
+    "profile_bad_locale": bad_profile(locale="english please"),
+    "profile_name_with_nul": bad_profile(name="Ada\x00"),
+    "profile_unknown_field": bad_profile(nickname="A"),
+    # the user's list and read-all
+    "list_limit_over_max": bad_list(limit=101),
+    "list_limit_zero": bad_list(limit=0),
+    "list_before_zero": bad_list(before=0),
+    "list_before_beyond_64_bits": bad_list(before=2**63),
+    "list_unread_not_boolean": bad_list(unread="maybe"),
+    "list_bad_type": bad_list(type="no%20spaces"),
+    "read_all_negative_seq": bad_read_all({"seq": -1}),
+    "read_all_seq_beyond_64_bits": bad_read_all({"seq": 2**63}),
+    "read_all_seq_not_a_number": bad_read_all({"seq": "all"}),
+    "read_all_unknown_field": bad_read_all({"seq": 1, "ids": []}),
+    "read_all_malformed_json": Bad("POST", "/v1/me/notifications/read-all", 400, "invalid_json",
+                                   raw=b'{"seq":', headers=JSON, as_user=True),
+    # routes
+    "unknown_route": Bad("GET", "/v1/nothing-here", 404, "not_found"),
+    "wrong_method": Bad("DELETE", "/v1/notifications", 405, "method_not_allowed"),
+}
+
+
+@pytest.fixture
+async def small_api(store: SqlStore) -> AsyncIterator[Api]:
+    async with running_api(store, max_batch_users=MAX_BATCH) as api:
+        yield api
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=name) for name, c in CASES.items()])
+async def test_bad_request_is_refused_and_writes_nothing(small_api: Api, store: SqlStore,
+                                                         case: Bad) -> None:
+    auth = small_api.user(USER) if case.as_user else small_api.publisher
+    before = await row_counts(store)
+    if case.raw is not None:
+        response = await small_api.client.request(
+            case.method, case.path, content=case.raw, headers={**auth, **case.headers})
+    else:
+        response = await small_api.client.request(
+            case.method, case.path, json=case.json, headers={**auth, **case.headers})
+    assert response.status_code < 500, response.text
+    assert_error(response, case.status, case.code)
+    assert await row_counts(store) == before
+
+
+async def test_a_valid_request_passes_the_same_app(small_api: Api, store: SqlStore) -> None:
+    """The matrix's baseline: without its one defect, each kind of request is accepted."""
+    before = await row_counts(store)
+    ok = await small_api.client.post(
+        "/v1/notifications", headers=small_api.publisher,
+        json=publish(user_id=DROP, user_ids=[f"{USER}-{i}" for i in range(MAX_BATCH)],
+                     action_url="/posts/7#c3", expires_at="2099-01-01T00:00:00+02:00",
+                     data={"deep": nested(100), "n": 2**62}, priority="high"))
+    assert ok.status_code == 202, ok.text
+    assert (await row_counts(store))["notifications"] == before["notifications"] + MAX_BATCH

@@ -1,0 +1,35 @@
+"""TOCSIN_ALLOWED_ORIGINS: browsers on the listed origins may call the API, others may not."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.apps import running_api
+from tocsin.store.sql import SqlStore
+
+ALLOWED = "https://app.example"
+PREFLIGHT = {"Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"}
+
+
+@pytest.mark.parametrize(("origins", "origin", "allowed"), [
+    ([ALLOWED], ALLOWED, True),
+    ([ALLOWED], "https://evil.example", False),
+    ([], ALLOWED, False),
+])
+async def test_preflight_answers_only_listed_origins(store: SqlStore, origins: list[str],
+                                                     origin: str, allowed: bool) -> None:
+    async with running_api(store, allowed_origins=origins) as api:
+        response = await api.client.options("/v1/notifications",
+                                            headers={"Origin": origin, **PREFLIGHT})
+        simple = await api.client.get("/v1/me/unread-count",
+                                      headers={"Origin": origin, **api.user("ada")})
+    assert simple.status_code == 200
+    if allowed:
+        assert response.status_code == 200, response.text
+        assert response.headers["access-control-allow-origin"] == origin
+        assert "idempotency-key" in response.headers["access-control-allow-headers"].lower()
+        assert simple.headers["access-control-allow-origin"] == origin
+    else:
+        assert "access-control-allow-origin" not in response.headers
+        assert "access-control-allow-origin" not in simple.headers
