@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.forgery import FORGERIES, Forger
 from tests.integration.apps import running_api
 from tests.integration.problems import assert_error
 from tests.support.client import Api, new_user
 from tests.support.db import assert_counter_matches, row_counts
+from tests.support.forgery import FORGERIES, Forger
 from tocsin.auth.keys import generate_key, hash_key
 from tocsin.store.sql import SqlStore
 

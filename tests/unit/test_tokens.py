@@ -8,7 +8,7 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from tests.forgery import FORGERIES
+from tests.support.forgery import FORGERIES
 from tocsin.auth.tokens import TokenAuthority
 from tocsin.domain.errors import Unauthorized
 
