@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)  ## start the embedded server (SQLite) with the demo page
-	$(BIN)/tocsin serve
+	$(BIN)/tocsin serve --demo
 
 test: $(STAMP)  ## the whole suite (PostgreSQL tests skip, and say so, where it is missing)
 	$(BIN)/pytest

@@ -11,19 +11,24 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from tocsin import __version__
-from tocsin.api import errors, health, me, publish, tokens, users
+from tocsin.api import demo, errors, health, me, publish, tokens, users
 from tocsin.api.body_limit import BodyLimit
 from tocsin.api.deps import Services
 from tocsin.api.responses import OrjsonResponse
 from tocsin.auth.keys import KeyVerifier
 from tocsin.auth.secrets_file import resolve_jwt_secret
 from tocsin.auth.tokens import TokenAuthority
+from tocsin.bus.base import Bus
+from tocsin.bus.memory import MemoryBus
 from tocsin.clock import Clock, SystemClock
 from tocsin.domain.errors import StoreUnavailable
 from tocsin.logs import install_access_log_filter
 from tocsin.pipeline.publish import PublishPipeline
+from tocsin.realtime import sse, ws
+from tocsin.realtime.node import Realtime
 from tocsin.settings import Settings, load_settings
 from tocsin.store.base import Store
 from tocsin.store.sql import SqlStore
@@ -41,7 +46,12 @@ def build_store(settings: Settings) -> SqlStore:
                     busy_timeout_ms=settings.db_busy_timeout_ms)
 
 
-def build_services(settings: Settings, store: Store, clock: Clock) -> Services:
+def build_bus(settings: Settings) -> Bus:
+    return MemoryBus()
+
+
+def build_services(settings: Settings, store: Store, clock: Clock, bus: Bus) -> Services:
+    realtime = Realtime(bus, store, clock, settings)
     return Services(
         settings=settings,
         store=store,
@@ -51,7 +61,9 @@ def build_services(settings: Settings, store: Store, clock: Clock) -> Services:
         pipeline=PublishPipeline(
             store, clock, max_batch_users=settings.max_batch_users,
             idempotency_ttl_seconds=settings.idempotency_ttl_seconds, channels=CHANNELS,
+            fanout=realtime.fanout,
         ),
+        realtime=realtime,
     )
 
 
@@ -67,19 +79,20 @@ async def _purge_forever(store: Store, clock: Clock) -> None:
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
-               clock: Clock | None = None) -> FastAPI:
+               clock: Clock | None = None, bus: Bus | None = None) -> FastAPI:
     """The ASGI app. A `store` passed in stays the caller's to close; one built here is closed
     at shutdown."""
     settings = settings or load_settings()
     clock = clock or SystemClock()
     owns_store = store is None
     the_store: Store = store if store is not None else build_store(settings)
-    services = build_services(settings, the_store, clock)
+    services = build_services(settings, the_store, clock, bus or build_bus(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_access_log_filter()
         await the_store.migrate()
+        await services.realtime.start()
         purger = asyncio.create_task(_purge_forever(the_store, clock))
         try:
             yield
@@ -87,6 +100,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
+            await services.realtime.close()
             if owns_store:
                 await the_store.close()
 
@@ -109,11 +123,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             max_age=600,
         )
     errors.install(app)
-    for module in (publish, tokens, users, me, health):
+    for module in (publish, tokens, users, me, sse, ws, health):
         app.include_router(module.router)
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    app.mount("/static", StaticFiles(packages=[("tocsin", "web")]), name="static")
+    if settings.demo:
+        app.include_router(demo.router)
+    else:
+        @app.get("/", include_in_schema=False)
+        async def index() -> RedirectResponse:
+            return RedirectResponse("/docs")
 
     return app

@@ -81,9 +81,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address [TOCSIN_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="port [TOCSIN_PORT]")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    demo: Annotated[bool | None, typer.Option("--demo/--no-demo",
+                                              help="serve the demo page at / [TOCSIN_DEMO]")
+                    ] = None,
 ) -> None:
     """Run the server (embedded SQLite unless TOCSIN_DATABASE_URL says otherwise)."""
-    settings = _settings(host=host, port=port)
+    settings = _settings(host=host, port=port, demo=demo)
     try:
         resolve_jwt_secret(settings)
     except TocsinError as exc:
@@ -106,8 +109,18 @@ def serve(
     else:
         console.print("publisher keys: create one with [bold]tocsin keys create[/bold]")
     console.print("user token:    tocsin token --user <id>   (or POST /v1/tokens)")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=log_level, server_header=False, proxy_headers=True)
+    if settings.demo:
+        console.print(f"demo page:     [bold]{url}/[/bold]  (user 'demo'; for local use only)")
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+        server_header=False, proxy_headers=True,
+        # WebSocket keep-alive pings find dead peers; frames over the limit close with 1009.
+        ws_ping_interval=settings.heartbeat_seconds, ws_ping_timeout=settings.heartbeat_seconds,
+        ws_max_size=settings.ws_max_frame_bytes,
+        # Open streams do not end by themselves: give them this long, then close them (clients
+        # resume by seq on another node).
+        timeout_graceful_shutdown=5,
+    )
 
 
 @app.command()

@@ -65,6 +65,27 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=5.0, gt=0)
     db_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout")
 
+    demo: bool = Field(default=False, description="Serve the demo page and its demo user at /")
+    max_streams: int = Field(default=10_000, ge=1, description="Live streams per process")
+    max_streams_per_user: int = Field(default=32, ge=1)
+    max_replay: int = Field(
+        default=1000, ge=1,
+        description="Most notifications replayed on reconnect; a larger gap gets `resync`.",
+    )
+    stream_queue_size: int = Field(
+        default=256, ge=8, description="Events queued per stream before it counts as too slow"
+    )
+    stream_send_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A write stuck this long drops the stream"
+    )
+    stream_gap_timeout_seconds: float = Field(
+        default=1.0, gt=0, description="How long a missing seq is awaited before a store read"
+    )
+    heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="SSE comment lines and WebSocket pings"
+    )
+    ws_max_frame_bytes: int = Field(default=4096, ge=256, le=1024 * 1024)
+
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -133,8 +154,26 @@ class Settings(BaseSettings):
         )
 
 
+#: TOCSIN_* variables that are not settings of the server: read by the CLI or the tests.
+_NOT_SETTINGS = {"TOCSIN_CONFIG", "TOCSIN_API_KEY"}
+
+
+def _unknown_variables() -> list[str]:
+    known = {f"TOCSIN_{name.upper()}" for name in Settings.model_fields}
+    return sorted(
+        name for name in os.environ
+        if name.startswith("TOCSIN_") and name not in known and name not in _NOT_SETTINGS
+        and not name.startswith("TOCSIN_TEST_")
+    )
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings, turning a validation error into one message that names each bad setting."""
+    """Build settings, turning a validation error into one message that names each bad setting.
+
+    An unknown TOCSIN_* variable is an error too: a misspelt limit must not silently default."""
+    unknown = _unknown_variables()
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {', '.join(unknown)}; see the README's table")
     try:
         return Settings(**overrides)
     except tomllib.TOMLDecodeError as exc:

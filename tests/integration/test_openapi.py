@@ -94,5 +94,6 @@ async def test_two_bearer_schemes_guard_publisher_and_user_routes(spec: Spec) ->
         for method, operation in item.items():
             if method not in METHODS or not path.startswith("/v1/"):
                 continue
-            expected = "UserToken" if path.startswith("/v1/me/") else "ApiKey"
+            user_route = path.startswith("/v1/me/") or path == "/v1/stream"
+            expected = "UserToken" if user_route else "ApiKey"
             assert operation.get("security") == [{expected: []}], (method, path)

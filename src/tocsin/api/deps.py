@@ -13,6 +13,7 @@ from tocsin.auth.tokens import TokenAuthority
 from tocsin.clock import Clock
 from tocsin.domain.errors import Unauthorized
 from tocsin.pipeline.publish import PublishPipeline
+from tocsin.realtime.node import Realtime
 from tocsin.settings import Settings
 from tocsin.store.base import Store
 
@@ -25,6 +26,7 @@ class Services:
     keys: KeyVerifier
     tokens: TokenAuthority
     pipeline: PublishPipeline
+    realtime: Realtime
 
 
 def services(request: Request) -> Services:

@@ -30,6 +30,10 @@ class TokenAuthority:
 
     def verify(self, token: str) -> str:
         """The user id of a valid token, or `Unauthorized` saying why not."""
+        return self.verify_claims(token)[0]
+
+    def verify_claims(self, token: str) -> tuple[str, float]:
+        """The user id and expiry (epoch seconds) of a valid token, or `Unauthorized`."""
         try:
             claims = jwt.decode(token, self._secret, algorithms=[self._algorithm],
                                 options={"require": ["exp", "sub"]})
@@ -42,4 +46,4 @@ class TokenAuthority:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise Unauthorized("the token's 'sub' must be a non-empty string")
-        return subject
+        return subject, float(claims["exp"])

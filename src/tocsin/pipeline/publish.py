@@ -2,7 +2,8 @@
 
 Stages run in this order: idempotency (in the store's transaction), then the policy stages
 (templates, preferences, rate limits, grouping) as they are added, then the store. Only after
-the store commits does anything leave the process (live push, outbound channels).
+the store commits does anything leave the process: the fanout puts the new notifications and
+counts on the bus for live delivery.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tocsin.clock import Clock
 from tocsin.domain.errors import InvalidInput
 from tocsin.domain.models import NotificationDraft, Priority, PublishBatch, PublishOutcome
 from tocsin.pipeline.fingerprint import fingerprint
+from tocsin.realtime.fanout import Fanout
 from tocsin.store.base import Store
 
 
@@ -36,8 +38,10 @@ class PublishRequest:
 
 class PublishPipeline:
     def __init__(self, store: Store, clock: Clock, *, max_batch_users: int,
-                 idempotency_ttl_seconds: int, channels: frozenset[str]) -> None:
+                 idempotency_ttl_seconds: int, channels: frozenset[str],
+                 fanout: Fanout | None = None) -> None:
         self._store = store
+        self._fanout = fanout
         self._clock = clock
         self._max_batch_users = max_batch_users
         self._ttl = idempotency_ttl_seconds
@@ -65,7 +69,11 @@ class PublishPipeline:
             publisher=publisher, drafts=drafts, idempotency_key=idempotency_key,
             fingerprint=fingerprint(payload or {}) if idempotency_key is not None else None,
         )
-        return await self._store.publish(batch, now, self._ttl)
+        outcome = await self._store.publish(batch, now, self._ttl)
+        # Committed: only now may anything leave the process. A replay announces nothing new.
+        if self._fanout is not None and not outcome.replayed:
+            await self._fanout.published(outcome)
+        return outcome
 
     def _check(self, request: PublishRequest, now: datetime) -> None:
         if not request.user_ids:

@@ -1,0 +1,35 @@
+"""The in-process Bus: the embedded default, for a single process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tocsin.bus.base import Handler
+from tocsin.realtime.events import Event
+
+
+class MemoryBus:
+    """Hands each event straight to this process's hub; nothing is ever lost or reordered."""
+
+    def __init__(self) -> None:
+        self._handler: Handler | None = None
+        self._users: set[str] = set()
+
+    def set_handler(self, handler: Handler, on_gap: Callable[[], None]) -> None:
+        self._handler = handler
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._users.clear()
+
+    async def publish(self, user_id: str, event: Event) -> None:
+        if self._handler is not None and user_id in self._users:
+            self._handler(user_id, event)
+
+    async def subscribe(self, user_id: str) -> None:
+        self._users.add(user_id)
+
+    async def unsubscribe(self, user_id: str) -> None:
+        self._users.discard(user_id)

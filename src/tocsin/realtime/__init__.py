@@ -1,0 +1,1 @@
+"""Live delivery: the hub of connections, the sans-I/O session, and the transports."""

@@ -1,0 +1,43 @@
+"""This node's live delivery, wired: bus, hub, fanout, connection limits, session limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tocsin.bus.base import Bus
+from tocsin.clock import Clock
+from tocsin.realtime.capacity import Capacity
+from tocsin.realtime.connection import LiveServices
+from tocsin.realtime.fanout import Fanout
+from tocsin.realtime.handshake import Handshake
+from tocsin.realtime.hub import Hub
+from tocsin.realtime.session import Limits, Session
+from tocsin.settings import Settings
+from tocsin.store.base import Store
+
+
+class Realtime:
+    def __init__(self, bus: Bus, store: Store, clock: Clock, settings: Settings) -> None:
+        self.bus = bus
+        self.hub = Hub(bus)
+        self.fanout = Fanout(bus)
+        self.live = LiveServices(store=store, hub=self.hub, fanout=self.fanout, clock=clock,
+                                 queue_size=settings.stream_queue_size)
+        self.capacity = Capacity(per_user=settings.max_streams_per_user,
+                                 total=settings.max_streams)
+        self.limits = Limits(
+            max_replay=settings.max_replay, gap_timeout=settings.stream_gap_timeout_seconds,
+            heartbeat=settings.heartbeat_seconds, max_buffer=settings.stream_queue_size * 4,
+            max_frame=settings.ws_max_frame_bytes,
+        )
+
+    def new_session(self, hello: Handshake) -> Session:
+        now = asyncio.get_running_loop().time()
+        return Session(user_id=hello.user_id, since=hello.since, limits=self.limits, now=now,
+                       expires_at=now + hello.expires_in)
+
+    async def start(self) -> None:
+        await self.bus.start()
+
+    async def close(self) -> None:
+        await self.bus.close()

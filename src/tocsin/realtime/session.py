@@ -1,0 +1,294 @@
+"""The per-connection protocol, with no I/O: fed events and time, it answers with actions.
+
+WebSocket, SSE (and later Socket.IO) are thin layers that move bytes and carry out the actions;
+everything that decides *what* a client receives lives here and is tested without a socket.
+
+Exactly-once, in-order delivery of notifications, whatever the timing:
+
+1. The connection subscribes to the user's live events *before* it reads anything from the
+   store, and the session buffers those events while it is not yet live.
+2. `open()` gets the user's count and newest seq. With a cursor (`since`), the session asks the
+   store for everything after it (`Fetch`), then goes live and releases the buffer.
+3. Live, it delivers notification `last + 1` at once; a duplicate (seq <= last) is dropped; a
+   notification further ahead is held while the missing ones are awaited (another publisher's
+   event may still be on its way). If they have not come within `gap_timeout`, the session
+   fetches them from the store, which has them, since they committed first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+
+from tocsin.domain.models import Notification, UnreadCount
+from tocsin.realtime.events import RESYNC, Event, notification_event, unread_event
+
+# WebSocket close codes, used by every transport to say why a stream ended.
+POLICY_VIOLATION = 1008
+UNSUPPORTED_DATA = 1003
+MESSAGE_TOO_BIG = 1009
+TRY_AGAIN_LATER = 1013
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Load the user's notifications with seq > `after` (at most `limit`), then call
+    `Session.fetched` with them."""
+
+    after: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    """Mark one notification read (or all, when `notification_id` is None, up to `up_to`),
+    broadcast the change to the user's connections, then call `Session.operation_done`."""
+
+    notification_id: uuid.UUID | None
+    up_to: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Send the transport's keep-alive (an SSE comment line; WebSocket pings are the server's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+Action = Send | Fetch | MarkRead | Heartbeat | Close
+
+
+@dataclass(slots=True)
+class Limits:
+    max_replay: int = 1000  # a gap larger than this is not replayed: the client resyncs
+    gap_timeout: float = 1.0  # how long to wait for a missing seq before asking the store
+    heartbeat: float = 15.0
+    max_buffer: int = 1000  # live events held while replaying; beyond, the client is too slow
+    max_frame: int = 4096  # bytes of one client message
+
+
+@dataclass(slots=True)
+class Session:
+    """One connection's state. Methods return the actions to carry out, in order."""
+
+    user_id: str
+    since: int | None
+    limits: Limits
+    now: float
+    expires_at: float | None = None  # the token's `exp`, on the same clock as `now`
+    last: int = 0  # the newest seq this client has been given (or already had)
+    live: bool = False
+    closed: bool = False
+    _buffer: list[Event] = field(default_factory=list)
+    _held: dict[int, Event] = field(default_factory=dict)
+    _gap_deadline: float | None = None
+    _fetching: bool = False
+    _next_heartbeat: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._next_heartbeat = self.now + self.limits.heartbeat
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def open(self, unread: UnreadCount) -> list[Action]:
+        """The connection is subscribed and has read the user's count; start the stream."""
+        actions: list[Action] = [Send(unread_event(unread))]
+        since = self.since
+        if since is None:
+            self.last = unread.seq  # no cursor: live events only
+            return actions + self._go_live()
+        if since > unread.seq or unread.seq - since > self.limits.max_replay:
+            # A cursor from the future (a reset database) or too far behind: start afresh.
+            self.last = unread.seq
+            return [*actions, Send(RESYNC), *self._go_live()]
+        self.last = since
+        if unread.seq == since:
+            return actions + self._go_live()
+        self._fetching = True
+        return [*actions, Fetch(after=since, limit=unread.seq - since)]
+
+    def _go_live(self) -> list[Action]:
+        self.live = True
+        buffered, self._buffer = self._buffer, []
+        actions: list[Action] = []
+        for event in buffered:
+            actions += self._deliver(event)
+        return actions
+
+    # -- events --------------------------------------------------------------------------------
+
+    def event(self, event: Event, now: float | None = None) -> list[Action]:
+        """A live event for this user arrived from the bus."""
+        if now is not None:
+            self.now = now
+        if self.closed:
+            return []
+        if not self.live:
+            if len(self._buffer) >= self.limits.max_buffer:
+                return self._close(TRY_AGAIN_LATER, "too many events while catching up")
+            self._buffer.append(event)
+            return []
+        return self._deliver(event)
+
+    def _deliver(self, event: Event) -> list[Action]:
+        seq = event.seq
+        if seq is None:
+            return [Send(event)]
+        if seq <= self.last or seq in self._held:
+            return []
+        if seq == self.last + 1:
+            self.last = seq
+            return [Send(event), *self._release_held()]
+        if len(self._held) >= self.limits.max_buffer:
+            return self._close(TRY_AGAIN_LATER, "too many events out of order")
+        self._held[seq] = event
+        if self._gap_deadline is None:
+            self._gap_deadline = self.now + self.limits.gap_timeout
+        return []
+
+    def _release_held(self) -> list[Action]:
+        actions: list[Action] = []
+        while self.last + 1 in self._held:
+            self.last += 1
+            actions.append(Send(self._held.pop(self.last)))
+        # drop anything held that is now behind us (it was fetched meanwhile)
+        for seq in [s for s in self._held if s <= self.last]:
+            del self._held[seq]
+        self._gap_deadline = None if not self._held else self._gap_deadline
+        return actions
+
+    def fetched(self, notifications: list[Notification]) -> list[Action]:
+        """The store's answer to `Fetch`, oldest first."""
+        self._fetching = False
+        if self.closed:
+            return []
+        actions: list[Action] = []
+        for item in notifications:
+            if item.seq == self.last + 1:
+                self.last = item.seq
+                actions.append(Send(notification_event(item)))
+        actions += self._release_held()
+        if self._held:  # still a gap (should not happen: seqs commit in order); wait again
+            self._gap_deadline = self.now + self.limits.gap_timeout
+        if not self.live:
+            actions += self._go_live()
+        return actions
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def deadline(self) -> float:
+        """When `tick` should next be called, at the latest."""
+        times = [self._next_heartbeat]
+        if self._gap_deadline is not None:
+            times.append(self._gap_deadline)
+        if self.expires_at is not None:
+            times.append(self.expires_at)
+        return min(times)
+
+    def tick(self, now: float) -> list[Action]:
+        self.now = now
+        if self.closed:
+            return []
+        if self.expires_at is not None and now >= self.expires_at:
+            return self._close(POLICY_VIOLATION, "token expired")
+        actions: list[Action] = []
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.limits.heartbeat
+            actions.append(Heartbeat())
+        if self._gap_deadline is not None and now >= self._gap_deadline and not self._fetching:
+            self._gap_deadline = None
+            self._fetching = True
+            held_top = max(self._held, default=self.last)
+            actions.append(Fetch(after=self.last, limit=max(held_top - self.last, 1)))
+        return actions
+
+    def resume(self) -> list[Action]:
+        """Events may have been lost upstream (the bus reconnected): catch up from the store."""
+        if self.closed or not self.live or self._fetching:
+            return []
+        self._fetching = True
+        return [Fetch(after=self.last, limit=self.limits.max_replay)]
+
+    # -- client messages -----------------------------------------------------------------------
+
+    def message(self, text: str) -> list[Action]:
+        """A frame from the client (WebSocket)."""
+        if self.closed:
+            return []
+        if len(text) > self.limits.max_frame:
+            return self._close(MESSAGE_TOO_BIG, f"frames are limited to {self.limits.max_frame}")
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [_error("bad_frame", "frames must be JSON objects")]
+        if not isinstance(frame, dict) or not isinstance(frame.get("op"), str):
+            return [_error("bad_frame", 'frames must be objects with an "op"')]
+        op = frame["op"]
+        if op == "ping":
+            return [Send(Event.of("pong", {}))]
+        if op == "mark-as-read":
+            raw = frame.get("id")
+            try:
+                notification_id = uuid.UUID(raw) if isinstance(raw, str) else None
+            except ValueError:
+                notification_id = None
+            if notification_id is None:
+                return [_error("bad_frame", '"mark-as-read" needs the notification "id"', op)]
+            return [MarkRead(notification_id)]
+        if op == "mark-all-as-read":
+            seq = frame.get("seq")
+            if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)
+                                    or seq < 0):
+                return [_error("bad_frame", '"seq" must be a non-negative integer', op)]
+            return [MarkRead(None, up_to=seq)]
+        return [_error("unknown_op", f"unknown op {op!r}; expected ping, mark-as-read or "
+                                     "mark-all-as-read", op)]
+
+    def operation_done(self, action: MarkRead, unread: UnreadCount, changed: int) -> list[Action]:
+        payload: dict[str, object] = {
+            "op": "mark-as-read" if action.notification_id else "mark-all-as-read",
+            "changed": changed, "unread_count": unread.count, "seq": unread.seq,
+        }
+        if action.notification_id is not None:
+            payload["id"] = str(action.notification_id)
+        return [Send(Event.of("ack", payload))]
+
+    def operation_failed(self, action: MarkRead, code: str, message: str) -> list[Action]:
+        op = "mark-as-read" if action.notification_id else "mark-all-as-read"
+        return [_error(code, message, op)]
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def close(self, code: int, reason: str) -> list[Action]:
+        """End the stream from outside the protocol (a slow client, a shutting-down node)."""
+        if self.closed:
+            return []
+        return self._close(code, reason)
+
+    def _close(self, code: int, reason: str) -> list[Action]:
+        self.closed = True
+        return [Close(code, reason)]
+
+
+def _error(code: str, message: str, op: str | None = None) -> Send:
+    payload: dict[str, str] = {"code": code, "message": message}
+    if op is not None:
+        payload["op"] = op
+    return Send(Event.of("error", payload))
+
+
+__all__ = [
+    "Action", "Close", "Fetch", "Heartbeat", "Limits", "MarkRead", "Send", "Session",
+    "unread_event",
+]

@@ -1,0 +1,80 @@
+"""GET /v1/ws: the WebSocket transport, a thin layer over the session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from tocsin.domain.errors import TocsinError
+from tocsin.realtime.connection import Connection
+from tocsin.realtime.events import Event
+from tocsin.realtime.handshake import TooManyConnections, check
+from tocsin.realtime.session import POLICY_VIOLATION, TRY_AGAIN_LATER, UNSUPPORTED_DATA, Close
+
+router = APIRouter()
+log = logging.getLogger("tocsin.realtime")
+
+
+@router.websocket("/v1/ws")
+async def websocket_stream(websocket: WebSocket) -> None:
+    svc = websocket.app.state.services
+    rt = svc.realtime
+    try:
+        hello = check(websocket.headers, websocket.query_params, svc.tokens,
+                      svc.settings.allowed_origins)
+        rt.capacity.admit(hello.user_id)
+    except TooManyConnections:
+        await websocket.close(code=TRY_AGAIN_LATER)  # before accept: refused, no event sent
+        return
+    except TocsinError:
+        await websocket.close(code=POLICY_VIOLATION)
+        return
+    await websocket.accept()
+    connection = Connection(rt.new_session(hello), rt.live)
+    reader = asyncio.create_task(_read(websocket, connection))
+    try:
+        await connection.open()
+        while True:
+            item = await connection.next()
+            if isinstance(item, Close):
+                if websocket.application_state == WebSocketState.CONNECTED:
+                    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                        await websocket.close(code=item.code, reason=item.reason)
+                return
+            if isinstance(item, Event):
+                # A send that cannot complete means the peer stopped reading: drop it.
+                await asyncio.wait_for(
+                    websocket.send({"type": "websocket.send", "text": item.ws_text()}),
+                    svc.settings.stream_send_timeout_seconds,
+                )
+            # Heartbeat: WebSocket keep-alive pings are sent by the server (uvicorn).
+    except (WebSocketDisconnect, TimeoutError, RuntimeError, OSError):
+        return
+    except TocsinError as exc:  # the store failed while opening
+        log.warning("stream for user %s ended: %s", hello.user_id, exc.message)
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await websocket.close(code=TRY_AGAIN_LATER, reason=exc.code)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await connection.close()
+        rt.capacity.release(hello.user_id)
+
+
+async def _read(websocket: WebSocket, connection: Connection) -> None:
+    while True:
+        message = await websocket.receive()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            connection.shutdown(1000, "client went away")
+            return
+        if message.get("text") is not None:
+            connection.message(message["text"])
+        elif message.get("bytes") is not None:
+            connection.shutdown(UNSUPPORTED_DATA, "frames must be text (JSON)")
+            return

@@ -1,0 +1,314 @@
+// Tocsin browser client and notification bell. Plain JavaScript, no build step.
+//
+//   <script type="module" src="https://tocsin.example.com/static/tocsin.js"></script>
+//   <tocsin-bell server="https://tocsin.example.com" token="…"></tocsin-bell>
+//
+// TocsinClient keeps one live stream (WebSocket, falling back to Server-Sent Events), resumes
+// after any disconnect from the last seq it saw, and keeps a local list in seq order.
+// Text from notifications is always inserted as text (textContent), never as HTML.
+
+const BACKOFF_MS = [250, 500, 1000, 2000, 5000, 10000];
+
+export class TocsinClient extends EventTarget {
+  constructor({ server = "", token, getToken = null, transport = "auto" } = {}) {
+    super();
+    this.server = server.replace(/\/$/, "");
+    this.token = token;
+    this.getToken = getToken;
+    this.transport = transport; // "auto" | "ws" | "sse"
+    this.items = new Map(); // id -> notification
+    this.unread = { count: 0, seq: 0 };
+    this.lastSeq = null; // newest notification seq this client holds
+    this.state = "idle";
+    this.via = null;
+    this._attempt = 0;
+    this._wsFailures = 0;
+    this._closed = false;
+  }
+
+  // -- list and state -------------------------------------------------------------------------
+
+  async _api(path, options = {}) {
+    const response = await fetch(this.server + path, {
+      ...options,
+      headers: {
+        Authorization: `Bearer ${this.token}`,
+        "Content-Type": "application/json",
+        ...(options.headers || {}),
+      },
+    });
+    if (response.status === 401 && this.getToken) {
+      this.token = await this.getToken();
+      return this._api(path, options);
+    }
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  async refresh() {
+    const page = await this._api("/v1/me/notifications?limit=50");
+    this.items.clear();
+    for (const item of page.notifications) this.items.set(item.id, item);
+    this._setUnread({ count: page.unread_count, seq: page.seq });
+    this.lastSeq = page.seq;
+    this._changed();
+  }
+
+  list() {
+    return [...this.items.values()].sort((a, b) => b.seq - a.seq);
+  }
+
+  _setUnread(unread) {
+    // A count is valid at its seq: never show an older count over a newer one.
+    if (unread.seq >= this.unread.seq) this.unread = unread;
+  }
+
+  _changed() {
+    this.dispatchEvent(new CustomEvent("change", { detail: this }));
+  }
+
+  // -- operations -----------------------------------------------------------------------------
+
+  async markRead(id) {
+    if (this.via === "ws" && this._ws && this._ws.readyState === WebSocket.OPEN) {
+      this._ws.send(JSON.stringify({ op: "mark-as-read", id }));
+      return;
+    }
+    const result = await this._api(`/v1/me/notifications/${encodeURIComponent(id)}/read`,
+      { method: "POST" });
+    this._applyRead(result.ids);
+    this._setUnread({ count: result.unread_count, seq: result.seq });
+    this._changed();
+  }
+
+  async markAllRead() {
+    const seq = this.lastSeq ?? 0;
+    if (this.via === "ws" && this._ws && this._ws.readyState === WebSocket.OPEN) {
+      this._ws.send(JSON.stringify({ op: "mark-all-as-read", seq }));
+      return;
+    }
+    const result = await this._api("/v1/me/notifications/read-all",
+      { method: "POST", body: JSON.stringify({ seq }) });
+    this._applyReadAll(seq);
+    this._setUnread({ count: result.unread_count, seq: result.seq });
+    this._changed();
+  }
+
+  _applyRead(ids) {
+    for (const id of ids) {
+      const item = this.items.get(id);
+      if (item) item.read = true;
+    }
+  }
+
+  _applyReadAll(seq) {
+    for (const item of this.items.values()) if (item.seq <= seq) item.read = true;
+  }
+
+  // -- the stream -----------------------------------------------------------------------------
+
+  async start() {
+    this._closed = false;
+    if (this.lastSeq === null) await this.refresh();
+    this._connect();
+  }
+
+  stop() {
+    this._closed = true;
+    if (this._ws) this._ws.close();
+    if (this._es) this._es.close();
+    this._setState("closed");
+  }
+
+  _setState(state) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: { state, via: this.via } }));
+  }
+
+  _query() {
+    const params = new URLSearchParams({ token: this.token });
+    if (this.lastSeq !== null) params.set("since", String(this.lastSeq));
+    return params.toString();
+  }
+
+  _connect() {
+    if (this._closed) return;
+    const useWs = this.transport === "ws" ||
+      (this.transport === "auto" && "WebSocket" in window && this._wsFailures < 2);
+    this._setState("connecting");
+    if (useWs) this._connectWs(); else this._connectSse();
+  }
+
+  _retry() {
+    if (this._closed) return;
+    const delay = BACKOFF_MS[Math.min(this._attempt, BACKOFF_MS.length - 1)];
+    this._attempt += 1;
+    this._setState("reconnecting");
+    setTimeout(async () => {
+      if (this.getToken) {
+        try { this.token = await this.getToken(); } catch (e) { /* keep the old one */ }
+      }
+      this._connect();
+    }, delay * (0.5 + Math.random()));
+  }
+
+  _connectWs() {
+    const base = this.server || window.location.origin;
+    const url = base.replace(/^http/, "ws") + "/v1/ws?" + this._query();
+    const ws = new WebSocket(url);
+    let opened = false;
+    this._ws = ws;
+    this.via = "ws";
+    ws.onopen = () => { opened = true; this._attempt = 0; this._wsFailures = 0; this._setState("live"); };
+    ws.onmessage = (message) => {
+      const { event, data } = JSON.parse(message.data);
+      this._handle(event, data);
+    };
+    ws.onclose = () => {
+      if (this._ws !== ws) return;
+      this._ws = null;
+      if (!opened) this._wsFailures += 1; // blocked by a proxy? try SSE after two failures
+      this._retry();
+    };
+  }
+
+  _connectSse() {
+    const url = `${this.server}/v1/stream?${this._query()}`;
+    const es = new EventSource(url);
+    this._es = es;
+    this.via = "sse";
+    es.onopen = () => { this._attempt = 0; this._setState("live"); };
+    for (const name of ["notification", "unread-count", "read", "read-all", "resync"]) {
+      es.addEventListener(name, (message) => this._handle(name, JSON.parse(message.data)));
+    }
+    es.onerror = () => {
+      // Reconnect ourselves, so the cursor and a fresh token go in the URL.
+      es.close();
+      if (this._es === es) { this._es = null; this._retry(); }
+    };
+  }
+
+  _handle(event, data) {
+    switch (event) {
+      case "notification":
+        if (this.lastSeq !== null && data.seq <= this.lastSeq && this.items.has(data.id)) return;
+        this.items.set(data.id, data);
+        this.lastSeq = Math.max(this.lastSeq ?? 0, data.seq);
+        this.dispatchEvent(new CustomEvent("notification", { detail: data }));
+        break;
+      case "unread-count":
+        this._setUnread(data);
+        break;
+      case "read":
+        this._applyRead(data.ids);
+        break;
+      case "read-all":
+        this._applyReadAll(data.seq);
+        break;
+      case "ack":
+        this._setUnread({ count: data.unread_count, seq: data.seq });
+        break;
+      case "resync":
+        this.refresh().catch(() => {});
+        return;
+      default:
+        return;
+    }
+    this._changed();
+  }
+}
+
+// -- the bell ---------------------------------------------------------------------------------
+
+const STYLE = `
+  :host { position: relative; display: inline-block; font: 14px/1.4 system-ui, sans-serif; }
+  button.bell { position: relative; background: none; border: 0; cursor: pointer; font-size: 24px; padding: 4px 8px; }
+  .badge { position: absolute; top: 0; right: 0; min-width: 18px; height: 18px; border-radius: 9px;
+           background: #d22; color: #fff; font-size: 11px; line-height: 18px; text-align: center; padding: 0 4px; }
+  .badge[hidden] { display: none; }
+  .panel { position: absolute; right: 0; top: 40px; width: 340px; max-height: 420px; overflow: auto;
+           background: #fff; color: #222; border: 1px solid #ddd; border-radius: 8px;
+           box-shadow: 0 6px 24px rgba(0,0,0,.15); z-index: 1000; }
+  .panel[hidden] { display: none; }
+  header { display: flex; justify-content: space-between; align-items: center; padding: 8px 12px; border-bottom: 1px solid #eee; }
+  header button { background: none; border: 0; color: #06c; cursor: pointer; }
+  ul { list-style: none; margin: 0; padding: 0; }
+  li { padding: 10px 12px; border-bottom: 1px solid #f2f2f2; cursor: pointer; }
+  li.unread { background: #eef5ff; }
+  li .title { font-weight: 600; }
+  li .message { color: #555; }
+  li .when { color: #999; font-size: 11px; }
+  .empty { padding: 16px; color: #888; text-align: center; }
+`;
+
+export class TocsinBell extends HTMLElement {
+  connectedCallback() {
+    const root = this.attachShadow({ mode: "open" });
+    root.innerHTML = `<style>${STYLE}</style>
+      <button class="bell" part="bell" aria-label="Notifications">🔔<span class="badge" hidden>0</span></button>
+      <div class="panel" hidden>
+        <header><strong>Notifications</strong><button class="all">Mark all read</button></header>
+        <ul></ul>
+      </div>`;
+    this._badge = root.querySelector(".badge");
+    this._panel = root.querySelector(".panel");
+    this._list = root.querySelector("ul");
+    root.querySelector(".bell").addEventListener("click", () => {
+      this._panel.hidden = !this._panel.hidden;
+    });
+    root.querySelector(".all").addEventListener("click", () => this.client.markAllRead());
+    if (!this.client) {
+      this.client = new TocsinClient({
+        server: this.getAttribute("server") || "",
+        token: this.getAttribute("token"),
+        transport: this.getAttribute("transport") || "auto",
+      });
+    }
+    this.client.addEventListener("change", () => this.render());
+    this.client.start().catch((error) => console.error("tocsin:", error));
+  }
+
+  disconnectedCallback() {
+    if (this.client) this.client.stop();
+  }
+
+  render() {
+    const count = this.client.unread.count;
+    this._badge.hidden = count === 0;
+    this._badge.textContent = count > 99 ? "99+" : String(count);
+    this.setAttribute("data-unread", String(count));
+    this._list.replaceChildren();
+    const items = this.client.list();
+    if (items.length === 0) {
+      const empty = document.createElement("li");
+      empty.className = "empty";
+      empty.textContent = "Nothing yet";
+      this._list.append(empty);
+    }
+    for (const item of items) {
+      const li = document.createElement("li");
+      li.className = item.read ? "read" : "unread";
+      li.dataset.id = item.id;
+      li.dataset.seq = String(item.seq);
+      const title = document.createElement("div");
+      title.className = "title";
+      title.textContent = item.title || item.type;
+      const message = document.createElement("div");
+      message.className = "message";
+      message.textContent = item.message || "";
+      const when = document.createElement("div");
+      when.className = "when";
+      when.textContent = new Date(item.created_at).toLocaleString();
+      li.append(title, message, when);
+      li.addEventListener("click", () => {
+        if (!item.read) this.client.markRead(item.id);
+        if (item.action_url && /^(https?:\/\/|\/(?!\/))/.test(item.action_url)) {
+          window.open(item.action_url, "_blank", "noopener");
+        }
+      });
+      this._list.append(li);
+    }
+  }
+}
+
+if (!customElements.get("tocsin-bell")) customElements.define("tocsin-bell", TocsinBell);

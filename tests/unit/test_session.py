@@ -1,0 +1,214 @@
+"""The sans-I/O session: ordering, recovery, client operations and time, without a socket."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from tocsin.domain.models import Notification, UnreadCount
+from tocsin.realtime.events import Event, notification_event
+from tocsin.realtime.session import (
+    MESSAGE_TOO_BIG,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    Action,
+    Close,
+    Fetch,
+    Heartbeat,
+    Limits,
+    MarkRead,
+    Send,
+    Session,
+)
+
+WHEN = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def note(seq: int) -> Notification:
+    return Notification(id=uuid.uuid4(), user_id="u", seq=seq, type="t", title=None,
+                        message=None, data={}, action_url=None, priority="normal", read=False,
+                        read_at=None, created_at=WHEN, expires_at=None)
+
+
+def live(seq: int) -> Event:
+    return notification_event(note(seq))
+
+
+def session(since: int | None = None, **limits: float) -> Session:
+    return Session(user_id="u", since=since, limits=Limits(**limits),  # type: ignore[arg-type]
+                   now=0.0, expires_at=None)
+
+
+def sent(actions: list[Action]) -> list[tuple[str, int | None]]:
+    return [(a.event.name, a.event.seq) for a in actions if isinstance(a, Send)]
+
+
+def seqs(actions: list[Action]) -> list[int]:
+    return [seq for name, seq in sent(actions) if name == "notification" and seq is not None]
+
+
+def test_open_without_cursor_sends_the_count_and_then_only_live_events() -> None:
+    s = session()
+    actions = s.open(UnreadCount(count=3, seq=7))
+    assert sent(actions) == [("unread-count", None)]
+    assert isinstance(actions[0], Send)
+    assert orjson.loads(actions[0].event.data) == {"count": 3, "seq": 7}
+    assert seqs(s.event(live(7))) == []  # already counted in what the client fetched
+    assert seqs(s.event(live(8))) == [8]
+
+
+def test_events_arriving_before_open_are_buffered_then_released_in_order() -> None:
+    s = session()
+    assert s.event(live(8)) == []
+    assert s.event(live(9)) == []
+    assert seqs(s.open(UnreadCount(count=1, seq=7))) == [8, 9]
+
+
+def test_cursor_replays_from_the_store_then_releases_the_buffer_without_duplicates() -> None:
+    s = session(since=2)
+    opened = s.open(UnreadCount(count=5, seq=5))
+    fetch = [a for a in opened if isinstance(a, Fetch)]
+    assert fetch == [Fetch(after=2, limit=3)]
+    # publishes race with the replay: 5 and 6 arrive live while the store is read
+    assert s.event(live(5)) == [] and s.event(live(6)) == []
+    assert seqs(s.fetched([note(3), note(4), note(5)])) == [3, 4, 5, 6]
+    assert seqs(s.event(live(6))) == []
+    assert seqs(s.event(live(7))) == [7]
+
+
+def test_cursor_at_the_newest_seq_goes_live_at_once() -> None:
+    s = session(since=5)
+    assert not [a for a in s.open(UnreadCount(0, 5)) if isinstance(a, Fetch)]
+    assert seqs(s.event(live(6))) == [6]
+
+
+@pytest.mark.parametrize(("since", "newest"), [(0, 1001), (50, 10)])
+def test_unrecoverable_cursor_sends_resync_and_continues_live(since: int, newest: int) -> None:
+    s = session(since=since)
+    actions = s.open(UnreadCount(count=0, seq=newest))
+    assert ("resync", None) in sent(actions)
+    assert not [a for a in actions if isinstance(a, Fetch)]
+    assert seqs(s.event(live(newest + 1))) == [newest + 1]
+
+
+def test_late_committed_lower_seq_is_delivered_in_order() -> None:
+    s = session()
+    s.open(UnreadCount(0, 10))
+    assert seqs(s.event(live(12))) == []  # 11 is still on its way
+    assert seqs(s.event(live(13))) == []
+    assert seqs(s.event(live(11))) == [11, 12, 13]
+    assert s.deadline() == pytest.approx(Limits().heartbeat)  # no gap timer left running
+
+
+def test_a_gap_that_does_not_fill_is_fetched_from_the_store() -> None:
+    s = session(gap_timeout=0.5)
+    s.open(UnreadCount(0, 10))
+    s.event(live(13), now=1.0)
+    assert s.deadline() == pytest.approx(1.5)
+    assert s.tick(1.2) == []
+    actions = s.tick(1.6)
+    assert actions == [Fetch(after=10, limit=3)]
+    assert s.tick(2.5) == []  # one fetch at a time
+    assert seqs(s.fetched([note(11), note(12), note(13)])) == [11, 12, 13]
+    assert seqs(s.event(live(13))) == []
+
+
+def test_duplicates_are_dropped() -> None:
+    s = session()
+    s.open(UnreadCount(0, 0))
+    assert seqs(s.event(live(1))) == [1]
+    assert seqs(s.event(live(1))) == []
+    s.event(live(3))
+    assert seqs(s.event(live(3))) == []
+
+
+def test_other_events_pass_straight_through_once_live() -> None:
+    s = session()
+    s.open(UnreadCount(0, 0))
+    event = Event.of("read", {"ids": ["x"]})
+    assert s.event(event) == [Send(event)]
+
+
+def test_resume_fetches_everything_after_the_last_delivered_seq() -> None:
+    s = session()
+    s.open(UnreadCount(0, 4))
+    assert s.resume() == [Fetch(after=4, limit=Limits().max_replay)]
+    assert s.resume() == []  # already fetching
+    assert seqs(s.fetched([note(5), note(6)])) == [5, 6]
+
+
+def test_too_many_buffered_events_close_the_stream_as_too_slow() -> None:
+    s = session(since=0, max_buffer=2)
+    s.open(UnreadCount(0, 5))
+    s.event(live(6))
+    s.event(live(7))
+    assert s.event(live(8)) == [Close(TRY_AGAIN_LATER, "too many events while catching up")]
+    assert s.closed and s.event(live(9)) == []
+
+
+def test_heartbeat_and_token_expiry() -> None:
+    s = Session(user_id="u", since=None, limits=Limits(heartbeat=10), now=0.0, expires_at=25.0)
+    s.open(UnreadCount(0, 0))
+    assert s.deadline() == 10
+    assert s.tick(10.0) == [Heartbeat()]
+    assert s.deadline() == 20
+    assert s.tick(20.0) == [Heartbeat()]
+    assert s.deadline() == 25
+    assert s.tick(25.0) == [Close(POLICY_VIOLATION, "token expired")]
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ('{"op": "ping"}', "pong"),
+        ("not json", "error"),
+        ("[1, 2]", "error"),
+        ('{"op": 5}', "error"),
+        ('{"op": "launch"}', "error"),
+        ('{"op": "mark-as-read"}', "error"),
+        ('{"op": "mark-as-read", "id": "nope"}', "error"),
+        ('{"op": "mark-all-as-read", "seq": -1}', "error"),
+        ('{"op": "mark-all-as-read", "seq": true}', "error"),
+    ],
+)
+def test_client_frames_are_answered(frame: str, expected: str) -> None:
+    s = session()
+    s.open(UnreadCount(0, 0))
+    (action,) = s.message(frame)
+    assert isinstance(action, Send) and action.event.name == expected
+    assert not s.closed
+
+
+def test_mark_operations_become_actions_and_acks() -> None:
+    s = session()
+    s.open(UnreadCount(1, 1))
+    nid = uuid.uuid4()
+    (mark,) = s.message(orjson.dumps({"op": "mark-as-read", "id": str(nid)}).decode())
+    assert mark == MarkRead(nid)
+    (ack,) = s.operation_done(mark, UnreadCount(0, 1), changed=1)
+    assert isinstance(ack, Send) and ack.event.name == "ack"
+    assert orjson.loads(ack.event.data) == {"op": "mark-as-read", "id": str(nid), "changed": 1,
+                                            "unread_count": 0, "seq": 1}
+    assert s.message('{"op": "mark-all-as-read", "seq": 4}') == [MarkRead(None, up_to=4)]
+    (failed,) = s.operation_failed(mark, "not_found", "no such notification")
+    assert isinstance(failed, Send) and failed.event.name == "error"
+
+
+def test_oversized_frame_closes_with_1009() -> None:
+    s = session(max_frame=10)
+    s.open(UnreadCount(0, 0))
+    assert s.message('{"op": "ping", "pad": "xxxxxxxx"}') == [
+        Close(MESSAGE_TOO_BIG, "frames are limited to 10")]
+
+
+def test_event_frames_are_built_once_per_transport() -> None:
+    event = live(3)
+    assert event.ws_text() is event.ws_text()
+    assert event.sse_frame() is event.sse_frame()
+    assert event.sse_frame().startswith(b"id: 3\nevent: notification\ndata: {")
+    assert orjson.loads(event.ws_text())["data"]["seq"] == 3
+    assert Event.decode(event.encode()).data == event.data
+    assert Event.decode(event.encode()).seq == 3
