@@ -1,0 +1,71 @@
+"""One body of tests for the Bus port, run against every implementation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.support.client import new_user
+from tocsin.bus.base import Bus
+from tocsin.bus.memory import MemoryBus
+from tocsin.realtime.events import Event
+
+
+class Received:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int | None, bytes]] = []
+        self.gaps = 0
+
+    def __call__(self, user_id: str, event: Event) -> None:
+        self.events.append((user_id, event.name, event.seq, event.data))
+
+    def gap(self) -> None:
+        self.gaps += 1
+
+
+@pytest.fixture(params=["memory"])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, Received]]:
+    implementation: Bus = MemoryBus()
+    received = Received()
+    implementation.set_handler(received, received.gap)
+    await implementation.start()
+    try:
+        yield implementation, received
+    finally:
+        await implementation.close()
+
+
+async def test_subscribed_user_receives_events_in_publish_order(bus: tuple[Bus, Received]
+                                                                ) -> None:
+    implementation, received = bus
+    user = new_user()
+    await implementation.subscribe(user)
+    for seq in range(1, 6):
+        await implementation.publish(user, Event.of("notification", {"seq": seq}, seq))
+    await implementation.publish(user, Event.of("unread-count", {"count": 5, "seq": 5}))
+    assert [(name, seq) for _, name, seq, _ in received.events] == [
+        ("notification", 1), ("notification", 2), ("notification", 3), ("notification", 4),
+        ("notification", 5), ("unread-count", None)]
+    assert received.events[-1][3] == b'{"count":5,"seq":5}'
+
+
+async def test_only_subscribed_users_are_delivered(bus: tuple[Bus, Received]) -> None:
+    implementation, received = bus
+    mine, other = new_user(), new_user()
+    await implementation.subscribe(mine)
+    await implementation.publish(other, Event.of("read", {"ids": []}))
+    await implementation.publish(mine, Event.of("read", {"ids": ["a"]}))
+    assert [user for user, *_ in received.events] == [mine]
+
+
+async def test_unsubscribe_stops_delivery_and_publish_never_raises(bus: tuple[Bus, Received]
+                                                                   ) -> None:
+    implementation, received = bus
+    user = new_user()
+    await implementation.subscribe(user)
+    await implementation.unsubscribe(user)
+    await implementation.unsubscribe(user)  # twice is harmless
+    await implementation.publish(user, Event.of("read", {"ids": []}))
+    await implementation.publish(new_user(), Event.of("read", {"ids": []}))
+    assert received.events == []
