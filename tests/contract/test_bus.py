@@ -42,8 +42,8 @@ async def test_subscribed_user_receives_events_in_publish_order(bus: tuple[Bus, 
     user = new_user()
     await implementation.subscribe(user)
     for seq in range(1, 6):
-        await implementation.publish(user, Event.of("notification", {"seq": seq}, seq))
-    await implementation.publish(user, Event.of("unread-count", {"count": 5, "seq": 5}))
+        await implementation.publish([(user, Event.of("notification", {"seq": seq}, seq))])
+    await implementation.publish([(user, Event.of("unread-count", {"count": 5, "seq": 5}))])
     assert [(name, seq) for _, name, seq, _ in received.events] == [
         ("notification", 1), ("notification", 2), ("notification", 3), ("notification", 4),
         ("notification", 5), ("unread-count", None)]
@@ -54,8 +54,8 @@ async def test_only_subscribed_users_are_delivered(bus: tuple[Bus, Received]) ->
     implementation, received = bus
     mine, other = new_user(), new_user()
     await implementation.subscribe(mine)
-    await implementation.publish(other, Event.of("read", {"ids": []}))
-    await implementation.publish(mine, Event.of("read", {"ids": ["a"]}))
+    await implementation.publish([(other, Event.of("read", {"ids": []}))])
+    await implementation.publish([(mine, Event.of("read", {"ids": ["a"]}))])
     assert [user for user, *_ in received.events] == [mine]
 
 
@@ -66,6 +66,6 @@ async def test_unsubscribe_stops_delivery_and_publish_never_raises(bus: tuple[Bu
     await implementation.subscribe(user)
     await implementation.unsubscribe(user)
     await implementation.unsubscribe(user)  # twice is harmless
-    await implementation.publish(user, Event.of("read", {"ids": []}))
-    await implementation.publish(new_user(), Event.of("read", {"ids": []}))
+    await implementation.publish([(user, Event.of("read", {"ids": []}))])
+    await implementation.publish([(new_user(), Event.of("read", {"ids": []}))])
     assert received.events == []

@@ -51,7 +51,7 @@ async def test_every_tab_of_a_user_receives_the_same_event_object() -> None:
     await asyncio.gather(hub.attach(a1), hub.attach(a2), hub.attach(b))
     assert bus.calls.count(("subscribe", "a")) == 1
     event = Event.of("read", {"ids": []})
-    await bus.publish("a", event)
+    await bus.publish([("a", event)])
     assert a1.events == [event] and a2.events == [event] and b.events == []
     assert a1.events[0] is a2.events[0]  # serialised once, shared
     assert (hub.connections, hub.users) == (3, 2)
@@ -67,7 +67,7 @@ async def test_last_detach_unsubscribes_and_nothing_more_arrives() -> None:
     assert ("unsubscribe", "a") not in bus.calls
     await hub.detach(second)
     assert bus.calls[-1] == ("unsubscribe", "a")
-    await bus.publish("a", Event.of("read", {"ids": []}))
+    await bus.publish([("a", Event.of("read", {"ids": []}))])
     assert first.events == [] and second.events == [] and hub.connections == 0
     await hub.detach(second)  # detaching twice is harmless
 

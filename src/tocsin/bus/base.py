@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from tocsin.realtime.events import Event
@@ -35,7 +35,8 @@ class Bus(Protocol):
 
     async def close(self) -> None: ...
 
-    async def publish(self, user_id: str, event: Event) -> None: ...
+    async def publish(self, events: Sequence[tuple[str, Event]]) -> None:
+        """Send each (user id, event), in order; one round trip for the lot where possible."""
 
     async def subscribe(self, user_id: str) -> None: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tocsin.bus.base import Handler
 from tocsin.realtime.events import Event
@@ -24,9 +24,13 @@ class MemoryBus:
     async def close(self) -> None:
         self._users.clear()
 
-    async def publish(self, user_id: str, event: Event) -> None:
-        if self._handler is not None and user_id in self._users:
-            self._handler(user_id, event)
+    async def publish(self, events: Sequence[tuple[str, Event]]) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        for user_id, event in events:
+            if user_id in self._users:
+                handler(user_id, event)
 
     async def subscribe(self, user_id: str) -> None:
         self._users.add(user_id)

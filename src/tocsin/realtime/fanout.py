@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tocsin.bus.base import Bus
 from tocsin.domain.models import PublishOutcome, ReadChange
-from tocsin.realtime.events import notification_event, read_events, unread_event
+from tocsin.realtime.events import Event, notification_event, read_events, unread_event
 
 
 class Fanout:
@@ -14,12 +14,13 @@ class Fanout:
         self._bus = bus
 
     async def published(self, outcome: PublishOutcome) -> None:
+        events: list[tuple[str, Event]] = []
         for item in outcome.stored:
-            await self._bus.publish(item.user_id, notification_event(item))
-            await self._bus.publish(item.user_id, unread_event(outcome.unread[item.user_id]))
+            events.append((item.user_id, notification_event(item)))
+            events.append((item.user_id, unread_event(outcome.unread[item.user_id])))
+        if events:
+            await self._bus.publish(events)
 
     async def read_changed(self, user_id: str, change: ReadChange) -> None:
-        if not change.ids:
-            return
-        for event in read_events(change):
-            await self._bus.publish(user_id, event)
+        if change.ids:
+            await self._bus.publish([(user_id, event) for event in read_events(change)])
