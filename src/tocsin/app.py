@@ -47,7 +47,11 @@ def build_store(settings: Settings) -> SqlStore:
 
 
 def build_bus(settings: Settings) -> Bus:
-    return MemoryBus()
+    if settings.bus_url.startswith("memory://"):
+        return MemoryBus()
+    from tocsin.bus.redis import RedisBus  # imported only when configured: an optional extra
+
+    return RedisBus(settings.bus_url)
 
 
 def build_services(settings: Settings, store: Store, clock: Clock, bus: Bus) -> Services:

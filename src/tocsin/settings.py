@@ -38,7 +38,10 @@ class Settings(BaseSettings):
         default="sqlite:///tocsin.db",
         description="sqlite:///path (embedded default) or postgresql://user@host/db",
     )
-    bus_url: str = Field(default="memory://", description="memory:// (one process)")
+    bus_url: str = Field(
+        default="memory://",
+        description="memory:// (one process) or redis://host:6379/0 (many processes)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     api_keys: CommaList = Field(
@@ -130,8 +133,8 @@ class Settings(BaseSettings):
     @field_validator("bus_url")
     @classmethod
     def _known_bus(cls, url: str) -> str:
-        if not url.startswith("memory://"):
-            raise ValueError(f"expected memory://, got {url!r}")
+        if not url.startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ValueError(f"expected memory:// or redis://host:port/db, got {url!r}")
         return url
 
     @property

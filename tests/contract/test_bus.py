@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.support.client import new_user
+from tests.support.services import redis_bus
 from tocsin.bus.base import Bus
 from tocsin.bus.memory import MemoryBus
 from tocsin.realtime.events import Event
@@ -23,10 +25,22 @@ class Received:
     def gap(self) -> None:
         self.gaps += 1
 
+    async def wait_for(self, count: int, seconds: float = 5.0) -> None:
+        """Delivery may be asynchronous (another process in between): wait, bounded."""
+        for _ in range(int(seconds / 0.01)):
+            if len(self.events) >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"expected {count} events, got {len(self.events)}")
 
-@pytest.fixture(params=["memory"])
+    async def settle(self) -> None:
+        """Give a wrongly delivered event the time to show up."""
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, Received]]:
-    implementation: Bus = MemoryBus()
+    implementation: Bus = MemoryBus() if request.param == "memory" else redis_bus()
     received = Received()
     implementation.set_handler(received, received.gap)
     await implementation.start()
@@ -44,6 +58,7 @@ async def test_subscribed_user_receives_events_in_publish_order(bus: tuple[Bus, 
     for seq in range(1, 6):
         await implementation.publish([(user, Event.of("notification", {"seq": seq}, seq))])
     await implementation.publish([(user, Event.of("unread-count", {"count": 5, "seq": 5}))])
+    await received.wait_for(6)
     assert [(name, seq) for _, name, seq, _ in received.events] == [
         ("notification", 1), ("notification", 2), ("notification", 3), ("notification", 4),
         ("notification", 5), ("unread-count", None)]
@@ -56,6 +71,8 @@ async def test_only_subscribed_users_are_delivered(bus: tuple[Bus, Received]) ->
     await implementation.subscribe(mine)
     await implementation.publish([(other, Event.of("read", {"ids": []}))])
     await implementation.publish([(mine, Event.of("read", {"ids": ["a"]}))])
+    await received.wait_for(1)
+    await received.settle()
     assert [user for user, *_ in received.events] == [mine]
 
 
@@ -68,4 +85,5 @@ async def test_unsubscribe_stops_delivery_and_publish_never_raises(bus: tuple[Bu
     await implementation.unsubscribe(user)  # twice is harmless
     await implementation.publish([(user, Event.of("read", {"ids": []}))])
     await implementation.publish([(new_user(), Event.of("read", {"ids": []}))])
+    await received.settle()
     assert received.events == []

@@ -19,14 +19,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
+
+if TYPE_CHECKING:
+    from tocsin.bus.redis import RedisBus
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get(
     "TOCSIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("TOCSIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MISSING: set[str] = set()
 
 
@@ -77,6 +81,68 @@ def fresh_postgres_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str
         yield _with_database(admin_url, name)
     finally:
         asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def redis_reachable(url: str = REDIS_URL) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return False
+
+
+def redis_bus(url: str = REDIS_URL) -> RedisBus:
+    """A Redis bus on the machine's Redis, or the test fails (CI) or skips (elsewhere)."""
+    if not redis_reachable(url):
+        missing(f"Redis is not reachable at {url}")
+    from tocsin.bus.redis import RedisBus
+
+    return RedisBus(url)
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of this test's own, on a free port, that the test may stop and restart."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: redis_reachable(self.url), timeout=10)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@contextmanager
+def private_redis() -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        missing("redis-server is not installed")
+    directory = Path(tempfile.mkdtemp(prefix="tocsin-redis-"))
+    server = PrivateRedis(port=free_port(), directory=directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 def _pg_bin(name: str) -> str | None:

@@ -31,9 +31,13 @@ class Bus(Protocol):
     def set_handler(self, handler: Handler, on_gap: Callable[[], None]) -> None:
         """Where this node's events go, and what to call when events may have been lost."""
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Connect; returns even if the bus is down (it keeps trying by itself)."""
 
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise unless the bus is reachable now (for readiness checks)."""
 
     async def publish(self, events: Sequence[tuple[str, Event]]) -> None:
         """Send each (user id, event), in order; one round trip for the lot where possible."""

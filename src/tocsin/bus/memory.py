@@ -24,6 +24,9 @@ class MemoryBus:
     async def close(self) -> None:
         self._users.clear()
 
+    async def ping(self) -> None:
+        return None
+
     async def publish(self, events: Sequence[tuple[str, Event]]) -> None:
         handler = self._handler
         if handler is None:
