@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from tocsin import __version__
-from tocsin.api import demo, errors, health, me, publish, tokens, users
+from tocsin.api import admin, demo, errors, health, me, publish, tokens, users
 from tocsin.api.body_limit import BodyLimit
 from tocsin.api.deps import Services
 from tocsin.api.responses import OrjsonResponse
@@ -23,20 +23,22 @@ from tocsin.auth.secrets_file import resolve_jwt_secret
 from tocsin.auth.tokens import TokenAuthority
 from tocsin.bus.base import Bus
 from tocsin.bus.memory import MemoryBus
+from tocsin.channels.base import Channel
+from tocsin.channels.email import EmailChannel, SmtpSettings
+from tocsin.channels.worker import RetryPolicy, Worker
 from tocsin.clock import Clock, SystemClock
 from tocsin.domain.errors import StoreUnavailable
 from tocsin.logs import install_access_log_filter
-from tocsin.pipeline.publish import PublishPipeline
+from tocsin.pipeline.publish import LIVE_CHANNEL, PublishPipeline
 from tocsin.realtime import sse, ws
 from tocsin.realtime.node import Realtime
 from tocsin.settings import Settings, load_settings
 from tocsin.store.base import Store
+from tocsin.store.outbox import SqlOutbox
 from tocsin.store.sql import SqlStore
 
 log = logging.getLogger("tocsin")
 
-#: Channels this server can deliver on; outbound ones join as they are configured.
-CHANNELS = frozenset({"web"})
 _PURGE_EVERY_SECONDS = 600
 
 
@@ -54,8 +56,32 @@ def build_bus(settings: Settings) -> Bus:
     return RedisBus(settings.bus_url)
 
 
-def build_services(settings: Settings, store: Store, clock: Clock, bus: Bus) -> Services:
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """Outbound channels, each present only when configured."""
+    channels: dict[str, Channel] = {}
+    if settings.smtp_url:
+        channels["email"] = EmailChannel(SmtpSettings(settings.smtp_url, settings.smtp_from),
+                                         concurrency=settings.smtp_concurrency)
+    return channels
+
+
+def build_worker(settings: Settings, outbox: SqlOutbox, channels: dict[str, Channel],
+                 clock: Clock) -> Worker:
+    return Worker(
+        outbox, channels, clock, lease_seconds=settings.outbox_lease_seconds,
+        batch=settings.outbox_batch,
+        retry=RetryPolicy(max_attempts=settings.outbox_max_attempts,
+                          base_seconds=settings.outbox_backoff_base_seconds,
+                          cap_seconds=settings.outbox_backoff_cap_seconds),
+    )
+
+
+def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) -> Services:
     realtime = Realtime(bus, store, clock, settings)
+    channels = build_channels(settings)
+    outbox = SqlOutbox(store)
+    worker = build_worker(settings, outbox, channels, clock)
+    run_worker = settings.worker_in_process and bool(channels)
     return Services(
         settings=settings,
         store=store,
@@ -64,10 +90,14 @@ def build_services(settings: Settings, store: Store, clock: Clock, bus: Bus) -> 
         tokens=TokenAuthority(resolve_jwt_secret(settings), settings.jwt_algorithm),
         pipeline=PublishPipeline(
             store, clock, max_batch_users=settings.max_batch_users,
-            idempotency_ttl_seconds=settings.idempotency_ttl_seconds, channels=CHANNELS,
-            fanout=realtime.fanout,
+            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+            channels=frozenset({LIVE_CHANNEL, *channels}), fanout=realtime.fanout,
+            on_queued=worker.wake if run_worker else None,
         ),
         realtime=realtime,
+        outbox=outbox,
+        channels=channels,
+        worker=worker if run_worker else None,
     )
 
 
@@ -82,14 +112,14 @@ async def _purge_forever(store: Store, clock: Clock) -> None:
             log.warning("idempotency purge skipped: %s", exc.message)
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None,
+def create_app(settings: Settings | None = None, *, store: SqlStore | None = None,
                clock: Clock | None = None, bus: Bus | None = None) -> FastAPI:
     """The ASGI app. A `store` passed in stays the caller's to close; one built here is closed
     at shutdown."""
     settings = settings or load_settings()
     clock = clock or SystemClock()
     owns_store = store is None
-    the_store: Store = store if store is not None else build_store(settings)
+    the_store = store if store is not None else build_store(settings)
     services = build_services(settings, the_store, clock, bus or build_bus(settings))
 
     @asynccontextmanager
@@ -98,12 +128,22 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         await the_store.migrate()
         await services.realtime.start()
         purger = asyncio.create_task(_purge_forever(the_store, clock))
+        stop = asyncio.Event()
+        worker = services.worker
+        working = asyncio.create_task(worker.run(stop)) if worker is not None else None
         try:
             yield
         finally:
+            stop.set()
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
+            if working is not None:
+                # Let in-flight sends finish; their leases would make them repeat otherwise.
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(working, 10)
+            for channel in services.channels.values():
+                await channel.close()
             await services.realtime.close()
             if owns_store:
                 await the_store.close()
@@ -127,7 +167,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             max_age=600,
         )
     errors.install(app)
-    for module in (publish, tokens, users, me, sse, ws, health):
+    for module in (publish, tokens, users, me, sse, ws, admin, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(packages=[("tocsin", "web")]), name="static")
     if settings.demo:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -15,13 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from tocsin import __version__
-from tocsin.app import build_store, create_app
+from tocsin.app import build_channels, build_store, build_worker, create_app
 from tocsin.auth.keys import generate_key, hash_key
 from tocsin.auth.secrets_file import beside_database, resolve_jwt_secret
 from tocsin.auth.tokens import TokenAuthority
 from tocsin.clock import SystemClock
 from tocsin.domain.errors import TocsinError
 from tocsin.settings import Settings, load_settings
+from tocsin.store.outbox import SqlOutbox
 from tocsin.store.sql import SqlStore
 
 app = typer.Typer(help="Tocsin, the live-notification server.", no_args_is_help=True,
@@ -29,6 +32,8 @@ app = typer.Typer(help="Tocsin, the live-notification server.", no_args_is_help=
 keys_app = typer.Typer(help="Publisher API keys (stored hashed; shown once).",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+dead_app = typer.Typer(help="Deliveries that failed for good.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead-letters")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -224,6 +229,58 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id")]) -> 
     settings = _settings()
     _run(settings, lambda store: store.revoke_api_key(key_id, SystemClock().now()))
     console.print(f"revoked {key_id}")
+
+
+@app.command()
+def worker() -> None:
+    """Run an outbox worker (outbound channels: email) until interrupted."""
+    settings = _settings()
+    channels = build_channels(settings)
+    if not channels:
+        err.print("[red]error:[/red] no outbound channel is configured (set TOCSIN_SMTP_URL)")
+        raise typer.Exit(2)
+
+    async def work(store: SqlStore) -> None:
+        the_worker = build_worker(settings, SqlOutbox(store), channels, SystemClock())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        console.print(f"worker {the_worker.owner}: channels {', '.join(sorted(channels))}")
+        try:
+            await the_worker.run(stop)
+        finally:
+            for channel in channels.values():
+                await channel.close()
+
+    _run(settings, work)
+
+
+@dead_app.command("list")
+def dead_letters_list(limit: Annotated[int, typer.Option(help="how many, newest first")] = 100
+                      ) -> None:
+    """List dead letters."""
+    settings = _settings()
+    rows = _run(settings, lambda store: SqlOutbox(store).dead_letters(limit))
+    table = Table("id", "channel", "user", "attempts", "last error")
+    for row in rows:
+        table.add_row(str(row.id), row.channel, row.user_id, str(row.attempts),
+                      row.last_error or "")
+    console.print(table)
+
+
+@dead_app.command("replay")
+def dead_letters_replay(delivery_id: Annotated[str, typer.Argument(help="the dead letter's id")]
+                        ) -> None:
+    """Queue a dead letter again (a running worker picks it up)."""
+    settings = _settings()
+    try:
+        parsed = uuid.UUID(delivery_id)
+    except ValueError:
+        err.print(f"[red]error:[/red] {delivery_id!r} is not a delivery id")
+        raise typer.Exit(2) from None
+    _run(settings, lambda store: SqlOutbox(store).replay(parsed, SystemClock().now()))
+    console.print(f"queued {delivery_id} again")
 
 
 def _default_key(settings: Settings) -> str | None:

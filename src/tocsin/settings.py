@@ -68,6 +68,24 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=5.0, gt=0)
     db_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout")
 
+    smtp_url: str | None = Field(
+        default=None,
+        description="smtp://user:pass@host:587 (STARTTLS), smtps://… or smtp+plain://…; "
+        "enables the email channel",
+    )
+    smtp_from: str = Field(default="Tocsin <notifications@localhost>")
+    worker_in_process: bool = Field(
+        default=True, description="Run an outbox worker inside each `tocsin serve` process"
+    )
+    outbox_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A claimed delivery is retried by another worker after this"
+    )
+    outbox_batch: int = Field(default=50, ge=1, le=1000)
+    outbox_max_attempts: int = Field(default=8, ge=1, le=100)
+    outbox_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    outbox_backoff_cap_seconds: float = Field(default=3600.0, gt=0)
+    smtp_concurrency: int = Field(default=8, ge=1, le=256)
+
     demo: bool = Field(default=False, description="Serve the demo page and its demo user at /")
     max_streams: int = Field(default=10_000, ge=1, description="Live streams per process")
     max_streams_per_user: int = Field(default=32, ge=1)

@@ -10,12 +10,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tocsin.auth.keys import KeyVerifier, Publisher
 from tocsin.auth.tokens import TokenAuthority
+from tocsin.channels.base import Channel
+from tocsin.channels.worker import Worker
 from tocsin.clock import Clock
 from tocsin.domain.errors import Unauthorized
 from tocsin.pipeline.publish import PublishPipeline
 from tocsin.realtime.node import Realtime
 from tocsin.settings import Settings
 from tocsin.store.base import Store
+from tocsin.store.outbox import SqlOutbox
 
 
 @dataclass(slots=True)
@@ -27,6 +30,9 @@ class Services:
     tokens: TokenAuthority
     pipeline: PublishPipeline
     realtime: Realtime
+    outbox: SqlOutbox
+    channels: dict[str, Channel]
+    worker: Worker | None
 
 
 def services(request: Request) -> Services:

@@ -35,6 +35,7 @@ class PublishBatch:
     drafts: list[NotificationDraft]
     idempotency_key: str | None = None
     fingerprint: str | None = None
+    outbound: tuple[str, ...] = ()  # channels beyond the live streams, queued in the outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,39 @@ class ReadChange:
     ids: list[uuid.UUID]
     unread: UnreadCount
     up_to: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbound delivery (a notification on one channel), leased by one worker."""
+
+    id: uuid.UUID
+    channel: str
+    attempts: int  # counting the attempt this lease is for
+    notification: Notification
+    user: UserProfile
+    lease_owner: str
+
+    @property
+    def message_id(self) -> str:
+        """Stable across retries, so a receiver can recognise a repeated send."""
+        return f"<{self.id}@tocsin>"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: uuid.UUID
+    notification_id: uuid.UUID
+    user_id: str
+    channel: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": str(self.id), "notification_id": str(self.notification_id),
+                "user_id": self.user_id, "channel": self.channel, "attempts": self.attempts,
+                "last_error": self.last_error, "updated_at": _iso(self.updated_at)}
 
 
 @dataclass(frozen=True, slots=True)

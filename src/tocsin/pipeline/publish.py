@@ -8,7 +8,7 @@ counts on the bus for live delivery.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,12 +36,19 @@ class PublishRequest:
     expires_at: datetime | None = None
 
 
+#: The live streams (WebSocket, SSE): every notification goes there; other channels are
+#: outbound and go through the outbox.
+LIVE_CHANNEL = "web"
+
+
 class PublishPipeline:
     def __init__(self, store: Store, clock: Clock, *, max_batch_users: int,
                  idempotency_ttl_seconds: int, channels: frozenset[str],
-                 fanout: Fanout | None = None) -> None:
+                 fanout: Fanout | None = None,
+                 on_queued: Callable[[], None] | None = None) -> None:
         self._store = store
         self._fanout = fanout
+        self._on_queued = on_queued
         self._clock = clock
         self._max_batch_users = max_batch_users
         self._ttl = idempotency_ttl_seconds
@@ -65,14 +72,20 @@ class PublishPipeline:
             )
             for user_id in request.user_ids
         ]
+        outbound = tuple(sorted(set(request.channels) - {LIVE_CHANNEL}))
         batch = PublishBatch(
             publisher=publisher, drafts=drafts, idempotency_key=idempotency_key,
             fingerprint=fingerprint(payload or {}) if idempotency_key is not None else None,
+            outbound=outbound,
         )
         outcome = await self._store.publish(batch, now, self._ttl)
         # Committed: only now may anything leave the process. A replay announces nothing new.
-        if self._fanout is not None and not outcome.replayed:
+        if outcome.replayed:
+            return outcome
+        if self._fanout is not None:
             await self._fanout.published(outcome)
+        if outbound and self._on_queued is not None:
+            self._on_queued()
         return outcome
 
     def _check(self, request: PublishRequest, now: datetime) -> None:

@@ -156,6 +156,9 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("available_at", UtcDateTime(), nullable=False),
     sa.Column("lease_until", UtcDateTime()),
+    # Who holds the lease: a worker whose lease expired and was taken over cannot record a
+    # result over the new holder's.
+    sa.Column("lease_owner", sa.String(64)),
     sa.Column("last_error", sa.Text()),
     _created(),
     sa.Column("updated_at", UtcDateTime(), nullable=False),

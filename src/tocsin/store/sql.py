@@ -45,6 +45,7 @@ from tocsin.domain.models import (
     UserProfile,
 )
 from tocsin.store import migrate as migrations
+from tocsin.store.deliveries import enqueue
 from tocsin.store.engine import WRITE_OPTION, create_engine
 from tocsin.store.schema import api_keys, idempotency_keys, notifications, users
 
@@ -66,14 +67,14 @@ class SqlStore:
         )
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self._is_sqlite = self.engine.dialect.name == "sqlite"
-        self._insert = sqlite.insert if self._is_sqlite else postgresql.insert
+        self.insert = sqlite.insert if self._is_sqlite else postgresql.insert
         # SQLite has one writer; queueing here keeps this process's writers off the busy loop.
         self._write_lock = asyncio.Lock() if self._is_sqlite else None
 
     # -- plumbing ------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
         try:
             async with self.engine.connect() as conn:
                 yield conn
@@ -92,7 +93,7 @@ class SqlStore:
         except Exception as exc:
             _reraise(exc)
 
-    async def _transact(self, work: Any) -> Any:
+    async def transact(self, work: Any) -> Any:
         """Run `work(conn)` in a write transaction, retrying deadlocks and serialisation errors."""
         for attempt in range(_ATTEMPTS):
             try:
@@ -111,7 +112,7 @@ class SqlStore:
             _reraise(exc)
 
     async def ping(self) -> None:
-        async with self._read() as conn:
+        async with self.reading() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def close(self) -> None:
@@ -126,6 +127,8 @@ class SqlStore:
                 if earlier is not None:
                     return earlier
             stored, unread = await self._insert_notifications(conn, batch, now)
+            if batch.outbound:
+                await enqueue(conn, stored, batch.outbound, now)
             response = [
                 Published(id=item.id, user_id=item.user_id, seq=item.seq).to_json()
                 for item in stored
@@ -139,7 +142,7 @@ class SqlStore:
                 )
             return PublishOutcome(notifications=response, stored=stored, unread=unread)
 
-        outcome: PublishOutcome = await self._transact(work)
+        outcome: PublishOutcome = await self.transact(work)
         return outcome
 
     async def _claim_idempotency(self, conn: AsyncConnection, batch: PublishBatch,
@@ -155,7 +158,7 @@ class SqlStore:
             idempotency_keys.delete().where(key_filter, idempotency_keys.c.expires_at <= now)
         )
         claim = (
-            self._insert(idempotency_keys)
+            self.insert(idempotency_keys)
             .values(publisher=batch.publisher, key=batch.idempotency_key,
                     fingerprint=batch.fingerprint, created_at=now,
                     expires_at=now + timedelta(seconds=ttl_seconds))
@@ -187,7 +190,7 @@ class SqlStore:
             raise ValueError("a batch holds at most one draft per user")
         unread: dict[str, UnreadCount] = {}
         for chunk in _chunks(user_ids, _CHUNK):
-            upsert = self._insert(users).values(
+            upsert = self.insert(users).values(
                 [{"id": uid, "unread_count": 1, "last_seq": 1, "created_at": now,
                   "updated_at": now} for uid in chunk]
             )
@@ -232,7 +235,7 @@ class SqlStore:
         if type is not None:
             query = query.where(notifications.c.type == type)
         query = query.order_by(notifications.c.seq.desc()).limit(limit + 1)
-        async with self._read() as conn, conn.begin():
+        async with self.reading() as conn, conn.begin():
             rows = (await conn.execute(query)).all()
             count = await self._count(conn, user_id)
         items = [_notification(row) for row in rows[:limit]]
@@ -245,11 +248,11 @@ class SqlStore:
         query = (sa.select(notifications)
                  .where(notifications.c.user_id == user_id, notifications.c.seq > after)
                  .order_by(notifications.c.seq).limit(limit))
-        async with self._read() as conn:
+        async with self.reading() as conn:
             return [_notification(row) for row in (await conn.execute(query)).all()]
 
     async def get_notification(self, user_id: str, notification_id: uuid.UUID) -> Notification:
-        async with self._read() as conn:
+        async with self.reading() as conn:
             row = (await conn.execute(
                 sa.select(notifications).where(notifications.c.id == notification_id,
                                                notifications.c.user_id == user_id)
@@ -259,7 +262,7 @@ class SqlStore:
         return _notification(row)
 
     async def unread_count(self, user_id: str) -> UnreadCount:
-        async with self._read() as conn:
+        async with self.reading() as conn:
             return await self._count(conn, user_id)
 
     @staticmethod
@@ -293,7 +296,7 @@ class SqlStore:
             return ReadChange(ids=list(changed),
                               unread=await self._decrement(conn, user_id, len(changed)))
 
-        result: ReadChange = await self._transact(work)
+        result: ReadChange = await self.transact(work)
         return result
 
     async def mark_all_read(self, user_id: str, now: datetime, up_to_seq: int | None = None
@@ -316,7 +319,7 @@ class SqlStore:
             return ReadChange(ids=list(changed), up_to=bound,
                               unread=await self._decrement(conn, user_id, len(changed)))
 
-        result: ReadChange = await self._transact(work)
+        result: ReadChange = await self.transact(work)
         return result
 
     @staticmethod
@@ -335,16 +338,16 @@ class SqlStore:
                   "timezone": profile.timezone}
 
         async def work(conn: AsyncConnection) -> None:
-            stmt = self._insert(users).values(id=profile.id, created_at=now, updated_at=now,
+            stmt = self.insert(users).values(id=profile.id, created_at=now, updated_at=now,
                                               **fields)
             await conn.execute(stmt.on_conflict_do_update(
                 index_elements=["id"], set_={**fields, "updated_at": now}))
 
-        await self._transact(work)
+        await self.transact(work)
         return profile
 
     async def get_user(self, user_id: str) -> UserProfile:
-        async with self._read() as conn:
+        async with self.reading() as conn:
             row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
         if row is None:
             raise NotFound("no such user")
@@ -359,17 +362,17 @@ class SqlStore:
             await conn.execute(api_keys.insert().values(
                 id=key_id, name=name, secret_hash=secret_hash, created_at=now))
 
-        await self._transact(work)
+        await self.transact(work)
         return ApiKey(id=key_id, name=name, created_at=now)
 
     async def find_api_key(self, secret_hash: str) -> ApiKey | None:
-        async with self._read() as conn:
+        async with self.reading() as conn:
             row = (await conn.execute(
                 sa.select(api_keys).where(api_keys.c.secret_hash == secret_hash))).first()
         return None if row is None else _api_key(row)
 
     async def list_api_keys(self) -> list[ApiKey]:
-        async with self._read() as conn:
+        async with self.reading() as conn:
             rows = (await conn.execute(
                 sa.select(api_keys).order_by(api_keys.c.created_at.desc()))).all()
         return [_api_key(row) for row in rows]
@@ -386,7 +389,7 @@ class SqlStore:
                 raise NotFound(f"no API key with id {key_id!r}")
             return _api_key(row)
 
-        key: ApiKey = await self._transact(work)
+        key: ApiKey = await self.transact(work)
         return key
 
     async def purge_idempotency_keys(self, now: datetime) -> int:
@@ -395,7 +398,7 @@ class SqlStore:
                 idempotency_keys.delete().where(idempotency_keys.c.expires_at <= now))
             return int(result.rowcount or 0)
 
-        purged: int = await self._transact(work)
+        purged: int = await self.transact(work)
         return purged
 
 

@@ -1,0 +1,34 @@
+"""/v1/admin/*: operators' routes (publisher key): dead letters."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from tocsin.api.deps import PublisherDep, ServicesDep
+from tocsin.api.responses import OrjsonResponse
+from tocsin.domain.errors import NotFound
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+@router.get("/dead-letters", summary="Deliveries that failed for good")
+async def dead_letters(svc: ServicesDep, who: PublisherDep,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> OrjsonResponse:
+    found = await svc.outbox.dead_letters(limit)
+    return OrjsonResponse({"dead_letters": [item.to_json() for item in found]})
+
+
+@router.post("/dead-letters/{delivery_id}/replay", status_code=202,
+             summary="Queue a dead letter again")
+async def replay(delivery_id: str, svc: ServicesDep, who: PublisherDep) -> OrjsonResponse:
+    try:
+        parsed = uuid.UUID(delivery_id)
+    except ValueError:
+        raise NotFound("no dead letter with this id") from None
+    replayed = await svc.outbox.replay(parsed, svc.clock.now())
+    if svc.worker is not None:
+        svc.worker.wake()
+    return OrjsonResponse(replayed.to_json(), status_code=202)

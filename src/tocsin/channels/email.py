@@ -1,0 +1,104 @@
+"""Email over SMTP (aiosmtplib): multipart plain text + HTML, one stable Message-ID a delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+from jinja2.sandbox import SandboxedEnvironment
+
+from tocsin.channels.base import PermanentError, RetryableError, Unaddressable
+from tocsin.domain.errors import SettingsError
+from tocsin.domain.models import Delivery
+
+# Sandboxed: templates will come from publishers. HTML autoescaped; the plain text part is not
+# HTML, so it is not escaped.
+_HTML = SandboxedEnvironment(autoescape=True).from_string(
+    """<!doctype html><html><body style="font-family:sans-serif">
+<h2 style="margin:0 0 8px">{{ title }}</h2>
+{% if message %}<p>{{ message }}</p>{% endif %}
+{% if action_url %}<p><a href="{{ action_url }}">Open</a></p>{% endif %}
+</body></html>"""
+)
+_TEXT = SandboxedEnvironment(autoescape=False).from_string(
+    "{{ title }}\n{% if message %}\n{{ message }}\n{% endif %}"
+    "{% if action_url %}\n{{ action_url }}\n{% endif %}"
+)
+
+
+class SmtpSettings:
+    """From `smtp://user:pass@host:port` (STARTTLS if offered), `smtps://…` (TLS) or
+    `smtp+plain://…` (never TLS, for local relays and tests)."""
+
+    def __init__(self, url: str, sender: str, timeout: float = 15.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps", "smtp+plain") or not parts.hostname:
+            raise SettingsError(f"TOCSIN_SMTP_URL: expected smtp://host:port, got {url!r}")
+        self.host = parts.hostname
+        self.tls = parts.scheme == "smtps"
+        self.starttls: bool | None = False if parts.scheme == "smtp+plain" else None
+        self.port = parts.port or (465 if self.tls else 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.sender = sender
+        self.timeout = timeout
+
+
+class EmailChannel:
+    """Sends each delivery to the address in the user's profile.
+
+    SMTP replies 4xx and connection failures are retryable; 5xx replies are permanent."""
+
+    name = "email"
+
+    def __init__(self, settings: SmtpSettings, concurrency: int = 4) -> None:
+        self._settings = settings
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def message(self, delivery: Delivery) -> EmailMessage:
+        item, user = delivery.notification, delivery.user
+        if not user.email:
+            raise Unaddressable("the user has no email address")
+        title = item.title or item.type
+        fields = {"title": title, "message": item.message, "action_url": item.action_url}
+        email = EmailMessage()
+        email["From"] = self._settings.sender
+        email["To"] = formataddr((user.name or "", user.email))
+        email["Subject"] = title
+        email["Date"] = formatdate(usegmt=True)
+        email["Message-ID"] = delivery.message_id
+        email["X-Tocsin-Notification"] = str(item.id)
+        email.set_content(_TEXT.render(**fields))
+        email.add_alternative(_HTML.render(**fields), subtype="html")
+        return email
+
+    async def send(self, delivery: Delivery) -> None:
+        email = self.message(delivery)
+        s = self._settings
+        async with self._slots:
+            try:
+                await aiosmtplib.send(
+                    email, hostname=s.host, port=s.port, username=s.username,
+                    password=s.password, use_tls=s.tls, start_tls=s.starttls,
+                    timeout=s.timeout,
+                )
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                codes = [error.code for error in exc.recipients]
+                raise _by_code(min(codes), str(exc)) from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                raise _by_code(exc.code, f"{exc.code} {exc.message}") from exc
+            except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
+                raise RetryableError(f"SMTP connection failed: {exc}") from exc
+
+    async def close(self) -> None:
+        return None
+
+
+def _by_code(code: int, text: str) -> Exception:
+    if 400 <= code < 500:
+        return RetryableError(f"SMTP {text}")
+    return PermanentError(f"SMTP {text}")

@@ -1,0 +1,113 @@
+"""The outbox worker: claims due deliveries, sends them, records each outcome.
+
+Retries back off exponentially with full jitter (a random delay between 0 and
+`min(cap, base * 2**(attempt - 1))`), so many failing deliveries do not retry in lock-step.
+After `max_attempts`, or on a permanent error, a delivery becomes a dead letter, listed and
+replayable through the admin API and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tocsin.channels.base import Channel, PermanentError, RetryableError, Unaddressable
+from tocsin.clock import Clock
+from tocsin.domain.errors import StoreUnavailable
+from tocsin.domain.models import Delivery
+from tocsin.store.outbox import SqlOutbox
+
+log = logging.getLogger("tocsin.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    base_seconds: float = 2.0
+    cap_seconds: float = 3600.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1)))
+
+
+class Worker:
+    def __init__(self, outbox: SqlOutbox, channels: dict[str, Channel], clock: Clock, *,
+                 retry: RetryPolicy, lease_seconds: float = 60.0, batch: int = 50,
+                 idle_seconds: float = 0.5) -> None:
+        self._outbox = outbox
+        self._channels = channels
+        self._clock = clock
+        self._retry = retry
+        self._lease = lease_seconds
+        self._batch = batch
+        self._idle = idle_seconds
+        self._wake = asyncio.Event()
+        self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+    def wake(self) -> None:
+        """New deliveries were queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set. A database outage pauses the loop; it never ends it."""
+        while not stop.is_set():
+            try:
+                done = await self.run_once()
+            except StoreUnavailable as exc:
+                log.warning("outbox paused: %s", exc.message)
+                done = 0
+            if done:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                waits = [asyncio.ensure_future(self._wake.wait()),
+                         asyncio.ensure_future(stop.wait())]
+                try:
+                    await asyncio.wait(waits, timeout=self._idle,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waits:
+                        waiter.cancel()
+
+    async def run_once(self) -> int:
+        """Claim one batch and process it; returns how many deliveries were claimed."""
+        deliveries = await self._outbox.claim(self.owner, self._clock.now(), self._lease,
+                                              self._batch)
+        if deliveries:
+            await asyncio.gather(*(self._process(delivery) for delivery in deliveries))
+        return len(deliveries)
+
+    async def _process(self, delivery: Delivery) -> None:
+        channel = self._channels.get(delivery.channel)
+        try:
+            if channel is None:
+                raise PermanentError(f"channel {delivery.channel!r} is not configured")
+            await channel.send(delivery)
+        except Unaddressable as exc:
+            await self._outbox.skipped(delivery, self._clock.now(), str(exc))
+        except PermanentError as exc:
+            log.info("delivery %s is a dead letter: %s", delivery.id, exc)
+            await self._outbox.failed(delivery, self._clock.now(), str(exc), retry_at=None)
+        except Exception as exc:  # RetryableError, or a bug in a channel: retry, never lose it
+            if not isinstance(exc, RetryableError):
+                log.exception("channel %s failed unexpectedly", delivery.channel)
+            await self._failed(delivery, f"{exc}" or type(exc).__name__)
+        else:
+            await self._outbox.sent(delivery, self._clock.now())
+
+    async def _failed(self, delivery: Delivery, error: str) -> None:
+        now = self._clock.now()
+        if delivery.attempts >= self._retry.max_attempts:
+            log.info("delivery %s is a dead letter after %d attempts: %s", delivery.id,
+                     delivery.attempts, error)
+            await self._outbox.failed(delivery, now, error, retry_at=None)
+            return
+        retry_at = now + timedelta(seconds=self._retry.delay(delivery.attempts))
+        await self._outbox.failed(delivery, now, error, retry_at=retry_at)
