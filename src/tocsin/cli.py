@@ -89,9 +89,15 @@ def serve(
     demo: Annotated[bool | None, typer.Option("--demo/--no-demo",
                                               help="serve the demo page at / [TOCSIN_DEMO]")
                     ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port "
+                                                     "(needs TOCSIN_BUS_URL=redis://…)")] = 1,
 ) -> None:
     """Run the server (embedded SQLite unless TOCSIN_DATABASE_URL says otherwise)."""
     settings = _settings(host=host, port=port, demo=demo)
+    if workers > 1 and settings.bus_url.startswith("memory://"):
+        err.print("[red]error:[/red] --workers needs a shared bus: set TOCSIN_BUS_URL=redis://…"
+                  " (with memory://, a process would not see the others' events)")
+        raise typer.Exit(2)
     try:
         resolve_jwt_secret(settings)
     except TocsinError as exc:
@@ -116,16 +122,25 @@ def serve(
     console.print("user token:    tocsin token --user <id>   (or POST /v1/tokens)")
     if settings.demo:
         console.print(f"demo page:     [bold]{url}/[/bold]  (user 'demo'; for local use only)")
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-        server_header=False, proxy_headers=True,
+    options: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "log_level": log_level,
+        "server_header": False, "proxy_headers": True,
         # WebSocket keep-alive pings find dead peers; frames over the limit close with 1009.
-        ws_ping_interval=settings.heartbeat_seconds, ws_ping_timeout=settings.heartbeat_seconds,
-        ws_max_size=settings.ws_max_frame_bytes,
+        "ws_ping_interval": settings.heartbeat_seconds,
+        "ws_ping_timeout": settings.heartbeat_seconds,
+        "ws_max_size": settings.ws_max_frame_bytes,
         # Open streams do not end by themselves: give them this long, then close them (clients
         # resume by seq on another node).
-        timeout_graceful_shutdown=5,
-    )
+        "timeout_graceful_shutdown": 5,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Each process builds its own app from the environment: pass the command line on that way.
+    os.environ.update({"TOCSIN_HOST": settings.host, "TOCSIN_PORT": str(settings.port),
+                       "TOCSIN_DEMO": "true" if settings.demo else "false"})
+    console.print(f"{workers} processes")
+    uvicorn.run("tocsin.app:create_app", factory=True, workers=workers, **options)
 
 
 @app.command()
