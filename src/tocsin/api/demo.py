@@ -49,7 +49,7 @@ async def demo_publish(body: DemoBody, svc: ServicesDep) -> OrjsonResponse:
     title, message = _SAMPLES[body.kind]
     outcome = await svc.pipeline.publish(
         PublishRequest(user_ids=[DEMO_USER], type=body.kind, data={"demo": True}, title=title,
-                       message=message, action_url="/docs"),
+                       message=message),
         publisher="demo",
     )
     return OrjsonResponse({"notifications": outcome.notifications}, status_code=202)

@@ -24,11 +24,12 @@ export class TocsinClient extends EventTarget {
     this._attempt = 0;
     this._wsFailures = 0;
     this._closed = false;
+    this._running = false;
   }
 
   // -- list and state -------------------------------------------------------------------------
 
-  async _api(path, options = {}) {
+  async _api(path, options = {}, renewed = false) {
     const response = await fetch(this.server + path, {
       ...options,
       headers: {
@@ -37,9 +38,9 @@ export class TocsinClient extends EventTarget {
         ...(options.headers || {}),
       },
     });
-    if (response.status === 401 && this.getToken) {
-      this.token = await this.getToken();
-      return this._api(path, options);
+    if (response.status === 401 && this.getToken && !renewed) {
+      this.token = await this.getToken(); // once: a server refusing fresh tokens is not retried
+      return this._api(path, options, true);
     }
     if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
     return response.json();
@@ -108,12 +109,31 @@ export class TocsinClient extends EventTarget {
   // -- the stream -----------------------------------------------------------------------------
 
   async start() {
+    if (this._running) return; // already started: a second stream would duplicate every event
+    this._running = true;
     this._closed = false;
-    if (this.lastSeq === null) await this.refresh();
+    await this._load();
+  }
+
+  async _load() {
+    // The first list load is retried with the same backoff as the stream, so a server that is
+    // briefly down when the page opens does not leave the bell stuck.
+    if (this._closed) return;
+    try {
+      if (this.lastSeq === null) await this.refresh();
+    } catch (error) {
+      console.warn("tocsin: loading notifications failed:", error);
+      const delay = BACKOFF_MS[Math.min(this._attempt, BACKOFF_MS.length - 1)];
+      this._attempt += 1;
+      this._setState("reconnecting");
+      setTimeout(() => this._load(), delay);
+      return;
+    }
     this._connect();
   }
 
   stop() {
+    this._running = false;
     this._closed = true;
     if (this._ws) this._ws.close();
     if (this._es) this._es.close();
@@ -223,7 +243,7 @@ export class TocsinClient extends EventTarget {
 const STYLE = `
   :host { position: relative; display: inline-block; font: 14px/1.4 system-ui, sans-serif; }
   button.bell { position: relative; background: none; border: 0; cursor: pointer; font-size: 24px; padding: 4px 8px; }
-  .badge { position: absolute; top: 0; right: 0; min-width: 18px; height: 18px; border-radius: 9px;
+  .badge { position: absolute; top: -6px; right: -8px; min-width: 18px; height: 18px; border-radius: 9px;
            background: #d22; color: #fff; font-size: 11px; line-height: 18px; text-align: center; padding: 0 4px; }
   .badge[hidden] { display: none; }
   .panel { position: absolute; right: 0; top: 40px; width: 340px; max-height: 420px; overflow: auto;
@@ -242,10 +262,52 @@ const STYLE = `
 `;
 
 export class TocsinBell extends HTMLElement {
+  constructor() {
+    super();
+    this._client = null;
+    this._bound = null; // the client whose changes this bell renders (and which it started)
+    this._onChange = () => this.render();
+  }
+
+  // The client may be set before or after the element is connected (and before or after
+  // tocsin.js defines the element): either way the bell follows the client it was given last.
+  get client() {
+    return this._client;
+  }
+
+  set client(client) {
+    if (client === this._client) return;
+    this._unbind();
+    this._client = client || null;
+    if (this.isConnected && this.shadowRoot) this._bind();
+  }
+
   connectedCallback() {
+    if (Object.prototype.hasOwnProperty.call(this, "client")) {
+      // Set on the element before it was upgraded: that own property hides the accessor.
+      const early = this.client;
+      delete this.client;
+      this.client = early;
+    }
+    if (!this.shadowRoot) this._build(); // once: an element moved in the DOM keeps its root
+    if (!this._client && this.hasAttribute("token")) {
+      this._client = new TocsinClient({
+        server: this.getAttribute("server") || "",
+        token: this.getAttribute("token"),
+        transport: this.getAttribute("transport") || "auto",
+      });
+    }
+    this._bind();
+  }
+
+  disconnectedCallback() {
+    this._unbind();
+  }
+
+  _build() {
     const root = this.attachShadow({ mode: "open" });
     root.innerHTML = `<style>${STYLE}</style>
-      <button class="bell" part="bell" aria-label="Notifications">🔔<span class="badge" hidden>0</span></button>
+      <button class="bell" part="bell" aria-label="Notifications"><svg width="22" height="22" viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor" d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1z"/></svg><span class="badge" hidden>0</span></button>
       <div class="panel" hidden>
         <header><strong>Notifications</strong><button class="all">Mark all read</button></header>
         <ul></ul>
@@ -256,20 +318,26 @@ export class TocsinBell extends HTMLElement {
     root.querySelector(".bell").addEventListener("click", () => {
       this._panel.hidden = !this._panel.hidden;
     });
-    root.querySelector(".all").addEventListener("click", () => this.client.markAllRead());
-    if (!this.client) {
-      this.client = new TocsinClient({
-        server: this.getAttribute("server") || "",
-        token: this.getAttribute("token"),
-        transport: this.getAttribute("transport") || "auto",
-      });
-    }
-    this.client.addEventListener("change", () => this.render());
-    this.client.start().catch((error) => console.error("tocsin:", error));
+    root.querySelector(".all").addEventListener("click", () => {
+      if (this._client) this._client.markAllRead().catch((error) => console.error("tocsin:", error));
+    });
   }
 
-  disconnectedCallback() {
-    if (this.client) this.client.stop();
+  _bind() {
+    const client = this._client;
+    if (!client || this._bound === client) return;
+    this._bound = client;
+    client.addEventListener("change", this._onChange);
+    if (client.lastSeq !== null) this.render(); // it already holds a list: show it now
+    client.start().catch((error) => console.error("tocsin:", error));
+  }
+
+  _unbind() {
+    const client = this._bound;
+    if (!client) return;
+    this._bound = null;
+    client.removeEventListener("change", this._onChange);
+    client.stop();
   }
 
   render() {
@@ -301,7 +369,9 @@ export class TocsinBell extends HTMLElement {
       when.textContent = new Date(item.created_at).toLocaleString();
       li.append(title, message, when);
       li.addEventListener("click", () => {
-        if (!item.read) this.client.markRead(item.id);
+        if (!item.read) {
+          this.client.markRead(item.id).catch((error) => console.error("tocsin:", error));
+        }
         if (item.action_url && /^(https?:\/\/|\/(?!\/))/.test(item.action_url)) {
           window.open(item.action_url, "_blank", "noopener");
         }
