@@ -15,6 +15,7 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tocsin import __version__
 from tocsin.app import build_channels, build_store, build_worker, create_app
@@ -250,7 +251,11 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id")]) -> 
 def worker() -> None:
     """Run an outbox worker (outbound channels: email) until interrupted."""
     settings = _settings()
-    channels = build_channels(settings)
+    try:
+        channels = build_channels(settings)
+    except TocsinError as exc:  # a malformed TOCSIN_SMTP_URL: say so, not a traceback
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
     if not channels:
         err.print("[red]error:[/red] no outbound channel is configured (set TOCSIN_SMTP_URL)")
         raise typer.Exit(2)
@@ -277,10 +282,23 @@ def dead_letters_list(limit: Annotated[int, typer.Option(help="how many, newest 
     """List dead letters."""
     settings = _settings()
     rows = _run(settings, lambda store: SqlOutbox(store).dead_letters(limit))
-    table = Table("id", "channel", "user", "attempts", "last error")
-    for row in rows:
-        table.add_row(str(row.id), row.channel, row.user_id, str(row.attempts),
-                      row.last_error or "")
+    if not console.is_terminal:
+        # Piped or redirected: one tab-separated line each, nothing shortened or wrapped, so a
+        # script (or a person copying an id for `replay`) gets every value whole.
+        typer.echo("id\tchannel\tuser\tattempts\tlast_error")
+        for row in rows:
+            typer.echo("\t".join([str(row.id), row.channel, _one_line(row.user_id),
+                                  str(row.attempts), _one_line(row.last_error or "")]))
+        return
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=36)  # whole, or it cannot be replayed
+    table.add_column("channel")
+    table.add_column("user", overflow="fold")
+    table.add_column("attempts", justify="right", no_wrap=True, min_width=8)
+    table.add_column("last error", overflow="fold")
+    for row in rows:  # Text, not markup: an error or a user id may hold "[…]"
+        table.add_row(str(row.id), row.channel, Text(row.user_id), str(row.attempts),
+                      Text(row.last_error or ""))
     console.print(table)
 
 
@@ -296,6 +314,10 @@ def dead_letters_replay(delivery_id: Annotated[str, typer.Argument(help="the dea
         raise typer.Exit(2) from None
     _run(settings, lambda store: SqlOutbox(store).replay(parsed, SystemClock().now()))
     console.print(f"queued {delivery_id} again")
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.replace("\t", " ").splitlines())
 
 
 def _default_key(settings: Settings) -> str | None:

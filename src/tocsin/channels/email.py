@@ -38,10 +38,14 @@ class SmtpSettings:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps", "smtp+plain") or not parts.hostname:
             raise SettingsError(f"TOCSIN_SMTP_URL: expected smtp://host:port, got {url!r}")
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            raise SettingsError(f"TOCSIN_SMTP_URL: bad port in {url!r}") from None
         self.host = parts.hostname
         self.tls = parts.scheme == "smtps"
         self.starttls: bool | None = False if parts.scheme == "smtp+plain" else None
-        self.port = parts.port or (465 if self.tls else 25)
+        self.port = port or (465 if self.tls else 25)
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.sender = sender
@@ -67,8 +71,8 @@ class EmailChannel:
         fields = {"title": title, "message": item.message, "action_url": item.action_url}
         email = EmailMessage()
         email["From"] = self._settings.sender
-        email["To"] = formataddr((user.name or "", user.email))
-        email["Subject"] = title
+        email["To"] = formataddr((_one_line(user.name or ""), user.email))
+        email["Subject"] = _one_line(title)
         email["Date"] = formatdate(usegmt=True)
         email["Message-ID"] = delivery.message_id
         email["X-Tocsin-Notification"] = str(item.id)
@@ -77,7 +81,10 @@ class EmailChannel:
         return email
 
     async def send(self, delivery: Delivery) -> None:
-        email = self.message(delivery)
+        try:
+            email = self.message(delivery)
+        except ValueError as exc:  # no attempt can ever build it: do not retry
+            raise PermanentError(f"cannot build the email: {exc}") from exc
         s = self._settings
         async with self._slots:
             try:
@@ -93,9 +100,17 @@ class EmailChannel:
                 raise _by_code(exc.code, f"{exc.code} {exc.message}") from exc
             except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
                 raise RetryableError(f"SMTP connection failed: {exc}") from exc
+            except ValueError as exc:  # an address aiosmtplib refuses to put on the wire
+                raise PermanentError(f"cannot send to this address: {exc}") from exc
 
     async def close(self) -> None:
         return None
+
+
+def _one_line(value: str) -> str:
+    """A header value on one line: titles and names may hold line breaks, and a header with one
+    cannot be written (nor may it smuggle in another header)."""
+    return " ".join(value.split())
 
 
 def _by_code(code: int, text: str) -> Exception:

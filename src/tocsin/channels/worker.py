@@ -4,6 +4,9 @@ Retries back off exponentially with full jitter (a random delay between 0 and
 `min(cap, base * 2**(attempt - 1))`), so many failing deliveries do not retry in lock-step.
 After `max_attempts`, or on a permanent error, a delivery becomes a dead letter, listed and
 replayable through the admin API and the CLI.
+
+While a batch is worked on, its leases are renewed every third of a lease: only a worker that
+died or froze loses them, never one that is merely slow.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import random
 import secrets
 import socket
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -58,6 +62,9 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set. A database outage pauses the loop; it never ends it."""
         while not stop.is_set():
+            # Cleared before looking, not after: a wake() while run_once runs (a publish that
+            # committed just after the claim) must not be lost until the next idle poll.
+            self._wake.clear()
             try:
                 done = await self.run_once()
             except StoreUnavailable as exc:
@@ -65,7 +72,6 @@ class Worker:
                 done = 0
             if done:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 waits = [asyncio.ensure_future(self._wake.wait()),
                          asyncio.ensure_future(stop.wait())]
@@ -81,10 +87,38 @@ class Worker:
         deliveries = await self._outbox.claim(self.owner, self._clock.now(), self._lease,
                                               self._batch)
         if deliveries:
-            await asyncio.gather(*(self._process(delivery) for delivery in deliveries))
+            unfinished = {delivery.id for delivery in deliveries}
+            finished = asyncio.Event()
+            keeper = asyncio.create_task(self._keep_leases(unfinished, finished))
+            try:
+                await asyncio.gather(*(self._process(delivery, unfinished)
+                                       for delivery in deliveries))
+            finally:
+                finished.set()
+                await keeper
         return len(deliveries)
 
-    async def _process(self, delivery: Delivery) -> None:
+    async def _keep_leases(self, unfinished: set[uuid.UUID], finished: asyncio.Event) -> None:
+        """Renew the batch's leases every third of a lease until it is done, so a batch slower
+        than one lease is not claimed (and sent again) by another worker meanwhile."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), self._lease / 3)
+            if finished.is_set() or not unfinished:
+                return
+            try:
+                await self._outbox.renew(self.owner, set(unfinished), self._clock.now(),
+                                         self._lease)
+            except StoreUnavailable as exc:
+                log.warning("outbox leases not renewed: %s", exc.message)
+
+    async def _process(self, delivery: Delivery, unfinished: set[uuid.UUID]) -> None:
+        try:
+            await self._attempt(delivery)
+        finally:
+            unfinished.discard(delivery.id)
+
+    async def _attempt(self, delivery: Delivery) -> None:
         channel = self._channels.get(delivery.channel)
         try:
             if channel is None:

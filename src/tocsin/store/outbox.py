@@ -13,6 +13,7 @@ SQLite the claim runs in a `BEGIN IMMEDIATE` transaction, which makes it exclusi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +71,28 @@ class SqlOutbox:
 
         deliveries: list[Delivery] = await self._store.transact(work)
         return deliveries
+
+    async def renew(self, owner: str, delivery_ids: Collection[uuid.UUID], now: datetime,
+                    lease_seconds: float) -> int:
+        """Extend the leases `owner` still holds on these deliveries; returns how many.
+
+        A batch can take longer than one lease (a slow SMTP server, deliveries queued behind the
+        channel's concurrency limit): renewed, they are not taken and sent again by another
+        worker while this one still works on them. A lease already taken over stays taken."""
+        if not delivery_ids:
+            return 0
+
+        async def work(conn: AsyncConnection) -> int:
+            result = await conn.execute(
+                outbox.update()
+                .where(outbox.c.id.in_(list(delivery_ids)), outbox.c.lease_owner == owner,
+                       outbox.c.status == PENDING)
+                .values(lease_until=now + timedelta(seconds=lease_seconds))
+            )
+            return int(result.rowcount)
+
+        renewed: int = await self._store.transact(work)
+        return renewed
 
     async def sent(self, delivery: Delivery, now: datetime) -> bool:
         return await self._finish(delivery, now, status=SENT, event="sent", error=None)
