@@ -148,6 +148,18 @@ class Settings(BaseSettings):
             raise ValueError(f"expected sqlite:///… or postgresql://…, got scheme {scheme!r}")
         return url
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_parses(cls, url: str | None) -> str | None:
+        if url:
+            from tocsin.channels.email import SmtpSettings  # the one parser of SMTP URLs
+
+            try:
+                SmtpSettings(url, sender="check")
+            except SettingsError as exc:
+                raise ValueError(exc.message.removeprefix("TOCSIN_SMTP_URL: ")) from None
+        return url
+
     @field_validator("bus_url")
     @classmethod
     def _known_bus(cls, url: str) -> str:

@@ -99,6 +99,9 @@ def test_explicit_overrides_win_over_environment(monkeypatch: pytest.MonkeyPatch
     ("TOCSIN_JWT_ALGORITHM", "none"),
     ("TOCSIN_MAX_BODY_BYTES", "10"),
     ("TOCSIN_API_KEY_CACHE_SECONDS", "-1"),
+    ("TOCSIN_SMTP_URL", "http://mail.example"),
+    ("TOCSIN_SMTP_URL", "smtp://mail.example:99999"),
+    ("TOCSIN_STREAM_QUEUE_SIZE", "0"),
 ])
 def test_bad_environment_variable_is_named(monkeypatch: pytest.MonkeyPatch, variable: str,
                                            value: str) -> None:
@@ -143,3 +146,10 @@ def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> N
         load_settings()
     assert "TOCSIN_PORT:" in raised.value.message
     assert "TOCSIN_JWT_SECRET:" in raised.value.message
+
+
+def test_misspelt_variable_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOCSIN_MAX_BODY_BYTE", "2048")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "TOCSIN_MAX_BODY_BYTE" in raised.value.message
