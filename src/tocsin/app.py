@@ -61,7 +61,8 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     if settings.smtp_url:
         channels["email"] = EmailChannel(SmtpSettings(settings.smtp_url, settings.smtp_from),
-                                         concurrency=settings.smtp_concurrency)
+                                         concurrency=settings.smtp_concurrency,
+                                         public_url=settings.public_url)
     return channels
 
 

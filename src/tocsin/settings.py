@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         "enables the email channel",
     )
     smtp_from: str = Field(default="Tocsin <notifications@localhost>")
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="Your application's address (https://app.example.com): site-relative "
+        "action URLs become absolute against it in emails",
+    )
     worker_in_process: bool = Field(
         default=True, description="Run an outbox worker inside each `tocsin serve` process"
     )

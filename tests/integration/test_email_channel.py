@@ -200,3 +200,14 @@ async def test_an_address_that_cannot_be_written_is_permanent(
     with pytest.raises(PermanentError):
         await channel.send(delivery(email="ada@example.com\r\nBcc: victim@example.com"))
     assert smtp.messages == []
+
+
+def test_site_relative_links_become_absolute_or_are_left_out() -> None:
+    settings = SmtpSettings("smtp+plain://127.0.0.1:25", SENDER)
+    with_base = EmailChannel(settings, public_url="https://app.example/base")
+    without = EmailChannel(settings)
+    relative = delivery(action_url="/posts/7#c3")
+    html = with_base.message(relative).get_body(("html",))
+    assert html is not None and 'href="https://app.example/base/posts/7#c3"' in html.get_content()
+    plain = without.message(relative).get_body(("plain",))
+    assert plain is not None and "/posts/7" not in plain.get_content()

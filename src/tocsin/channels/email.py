@@ -6,7 +6,7 @@ import asyncio
 import ssl
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import aiosmtplib
 from jinja2.sandbox import SandboxedEnvironment
@@ -59,7 +59,11 @@ class EmailChannel:
 
     name = "email"
 
-    def __init__(self, settings: SmtpSettings, concurrency: int = 4) -> None:
+    def __init__(self, settings: SmtpSettings, concurrency: int = 4,
+                 public_url: str | None = None) -> None:
+        # Site-relative action URLs ("/posts/7") mean nothing in a mail client: they are made
+        # absolute against the public URL of the application, or left out.
+        self._public_url = public_url.rstrip("/") + "/" if public_url else None
         self._settings = settings
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -68,7 +72,8 @@ class EmailChannel:
         if not user.email:
             raise Unaddressable("the user has no email address")
         title = item.title or item.type
-        fields = {"title": title, "message": item.message, "action_url": item.action_url}
+        link = self._link(item.action_url)
+        fields = {"title": title, "message": item.message, "action_url": link}
         email = EmailMessage()
         email["From"] = self._settings.sender
         email["To"] = formataddr((_one_line(user.name or ""), user.email))
@@ -79,6 +84,11 @@ class EmailChannel:
         email.set_content(_TEXT.render(**fields))
         email.add_alternative(_HTML.render(**fields), subtype="html")
         return email
+
+    def _link(self, action_url: str | None) -> str | None:
+        if not action_url or not action_url.startswith("/"):
+            return action_url
+        return urljoin(self._public_url, action_url.lstrip("/")) if self._public_url else None
 
     async def send(self, delivery: Delivery) -> None:
         try:
