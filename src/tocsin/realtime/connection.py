@@ -1,8 +1,12 @@
 """One client connection: carries out its Session's actions, whatever the transport.
 
 The hub hands it events (`deliver`); a transport pulls what to write (`next`), and feeds it the
-client's frames (`message`). Sends go through a bounded queue: a client that cannot keep up is
-closed with 1013 rather than growing this node's memory, and it recovers by seq when it returns.
+client's frames (`message`). Live events go through a bounded queue: a client that cannot keep
+up is closed with 1013 rather than growing this node's memory, and it recovers by seq when it
+returns. What the connection sends of its own accord (the opening count, a replay from the
+store) is not held against that bound: it is bounded already (by `max_replay` and the session's
+buffer), and counting it would close every client whose replay is longer than the queue, again
+on every reconnect, so that it could never catch up.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from tocsin.store.base import Store
 
 log = logging.getLogger("tocsin.realtime")
 
+#: Operations of one connection waiting their turn before its frames stop being read.
+MAX_PENDING_OPS = 16
+
 Outgoing = Event | Heartbeat | Close
 
 
@@ -49,11 +56,19 @@ class Connection:
         self.session = session
         self.user_id = session.user_id
         self._svc = services
-        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(services.queue_size)
+        # (item, counted): `counted` items are the live ones held against `queue_size`.
+        self._queue: asyncio.Queue[tuple[Outgoing, bool]] = asyncio.Queue()
+        self._counted = 0
         self._closing: Close | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
+        # The client's operations run one at a time, in the order sent: a client firing frames
+        # as fast as it can write them holds one database transaction at a time, not one each.
+        self._ops: asyncio.Queue[MarkRead] = asyncio.Queue()
+        self._op_runner: asyncio.Task[None] | None = None
+        self._ops_room = asyncio.Event()
+        self._ops_room.set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -61,7 +76,7 @@ class Connection:
         """Subscribe first, then read the count: nothing committed in between can be missed."""
         await self._svc.hub.attach(self)
         unread = await self._svc.store.unread_count(self.user_id)
-        self._apply(self.session.open(unread))
+        self._apply(self.session.open(unread), counted=False)
 
     async def close(self) -> None:
         await self._svc.hub.detach(self)
@@ -81,6 +96,11 @@ class Connection:
     def message(self, text: str) -> None:
         self._apply(self.session.message(text))
 
+    async def room(self) -> None:
+        """Returns once the client may send its next frame: a transport awaits this between
+        frames, so a client whose operations pile up is slowed down by TCP itself."""
+        await self._ops_room.wait()
+
     def shutdown(self, code: int, reason: str) -> None:
         self._apply(self.session.close(code, reason))
 
@@ -92,7 +112,7 @@ class Connection:
             if self._closing is not None:
                 return self._closing
             if not self._queue.empty():
-                return self._queue.get_nowait()
+                return self._took(self._queue.get_nowait())
             timeout = max(0.0, self.session.deadline() - self._loop.time())
             self._wake.clear()
             getter = asyncio.ensure_future(self._queue.get())
@@ -102,40 +122,70 @@ class Connection:
             for task in pending:
                 task.cancel()
             if getter in done:
-                return getter.result()
+                return self._took(getter.result())
             if not done:
                 self._apply(self.session.tick(self._loop.time()))
 
+    def _took(self, entry: tuple[Outgoing, bool]) -> Outgoing:
+        item, counted = entry
+        if counted:
+            self._counted -= 1
+        return item
+
     # -- actions -------------------------------------------------------------------------------
 
-    def _apply(self, actions: list[Action]) -> None:
+    def _apply(self, actions: list[Action], counted: bool = True) -> None:
+        """Carry out the session's actions. `counted`: what they send is held against the
+        queue bound (live traffic), or not (the connection's own opening and replays)."""
         for action in actions:
             if isinstance(action, Send):
-                self._put(action.event)
+                self._put(action.event, counted)
             elif isinstance(action, Heartbeat):
-                self._put(action)
+                self._put(action, counted)
             elif isinstance(action, Close):
                 self._closing = action
                 self._wake.set()
             elif isinstance(action, Fetch):
                 self._spawn(self._fetch(action))
             elif isinstance(action, MarkRead):
-                self._spawn(self._mark(action))
+                self._queue_op(action)
 
-    def _put(self, item: Outgoing) -> None:
+    def _put(self, item: Outgoing, counted: bool) -> None:
         if self._closing is not None:
             return
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if counted and self._counted >= self._svc.queue_size:
             log.info("closing a slow client of user %s", self.user_id)
             self._apply(self.session.close(TRY_AGAIN_LATER, "client too slow; reconnect with "
                                                              "the last seq"))
+            return
+        if counted:
+            self._counted += 1
+        self._queue.put_nowait((item, counted))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _queue_op(self, action: MarkRead) -> None:
+        self._ops.put_nowait(action)
+        if self._ops.qsize() >= MAX_PENDING_OPS:
+            self._ops_room.clear()
+        if self._op_runner is None:
+            self._op_runner = self._spawn(self._run_ops())
+
+    async def _run_ops(self) -> None:
+        while True:
+            action = await self._ops.get()
+            try:
+                await self._mark(action)
+            except Exception:  # one failed operation must not leave the rest unanswered
+                log.exception("operation %r of user %s failed", action, self.user_id)
+                self._apply(self.session.operation_failed(action, "internal_error",
+                                                          "the operation failed; try again"))
+            if self._ops.qsize() < MAX_PENDING_OPS:
+                self._ops_room.set()
 
     async def _fetch(self, action: Fetch) -> None:
         try:
@@ -145,7 +195,7 @@ class Connection:
             log.warning("replay for user %s failed: %s", self.user_id, exc.message)
             self._apply(self.session.close(TRY_AGAIN_LATER, "store unavailable; reconnect"))
             return
-        self._apply(self.session.fetched(found))
+        self._apply(self.session.fetched(found), counted=False)
 
     async def _mark(self, action: MarkRead) -> None:
         store, now = self._svc.store, self._svc.clock.now()

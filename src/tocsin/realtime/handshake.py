@@ -53,7 +53,9 @@ def bearer_token(headers: Headers, query: QueryParams) -> str:
 def parse_since(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    # ASCII digits only: str.isdigit() is true of other scripts' digits too, and of
+    # superscripts, which int() then refuses (a 500 for bad input).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise Refused("the cursor (since / Last-Event-ID) must be a non-negative integer seq")
     return int(raw)
 

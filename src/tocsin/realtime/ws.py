@@ -75,6 +75,7 @@ async def _read(websocket: WebSocket, connection: Connection) -> None:
             return
         if message.get("text") is not None:
             connection.message(message["text"])
+            await connection.room()
         elif message.get("bytes") is not None:
             connection.shutdown(UNSUPPORTED_DATA, "frames must be text (JSON)")
             return
