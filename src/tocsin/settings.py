@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long a verified API key is trusted without a lookup."
     )
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_size: int = Field(default=20, ge=1, le=200)
     db_connect_timeout: float = Field(default=5.0, gt=0)
     db_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout")
 

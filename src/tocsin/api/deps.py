@@ -35,7 +35,7 @@ class Services:
     worker: Worker | None
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:  # async: no threadpool hop per request
     found: Services = request.app.state.services
     return found
 

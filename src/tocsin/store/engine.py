@@ -54,9 +54,11 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0
             ) from None
         return create_async_engine(
             full,
+            # A fixed pool: overflow connections would be closed on return and opened again
+            # under load. Requests beyond it wait for a connection, up to 30 s.
             pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_timeout=connect_timeout,
+            max_overflow=0,
+            pool_timeout=30,
             pool_recycle=1800,
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -51,8 +51,6 @@ from tocsin.store.schema import api_keys, idempotency_keys, notifications, users
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 _ATTEMPTS = 5
-#: Rows per multi-row INSERT: 14 columns x 500 stays under both backends' parameter limits.
-_CHUNK = 500
 
 
 class SqlStore:
@@ -68,6 +66,17 @@ class SqlStore:
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self._is_sqlite = self.engine.dialect.name == "sqlite"
         self.insert = sqlite.insert if self._is_sqlite else postgresql.insert
+        upsert = self.insert(users).values(
+            id=sa.bindparam("id"), unread_count=1, last_seq=1, created_at=sa.bindparam("now"),
+            updated_at=sa.bindparam("now"))
+        # Creates the user on first publish; else bumps the seq and the counter under the row
+        # lock. Executed with one parameter set per user, in sorted id order.
+        self._bump_users = upsert.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"last_seq": users.c.last_seq + 1, "unread_count": users.c.unread_count + 1,
+                  "updated_at": upsert.excluded.updated_at},
+        ).returning(users.c.id, users.c.last_seq, users.c.unread_count,
+                    sort_by_parameter_order=True)
         # SQLite has one writer; queueing here keeps this process's writers off the busy loop.
         self._write_lock = asyncio.Lock() if self._is_sqlite else None
 
@@ -189,19 +198,11 @@ class SqlStore:
         if len(user_ids) != len(batch.drafts):
             raise ValueError("a batch holds at most one draft per user")
         unread: dict[str, UnreadCount] = {}
-        for chunk in _chunks(user_ids, _CHUNK):
-            upsert = self.insert(users).values(
-                [{"id": uid, "unread_count": 1, "last_seq": 1, "created_at": now,
-                  "updated_at": now} for uid in chunk]
-            )
-            bump = upsert.on_conflict_do_update(
-                index_elements=["id"],
-                set_={"last_seq": users.c.last_seq + 1,
-                      "unread_count": users.c.unread_count + 1,
-                      "updated_at": upsert.excluded.updated_at},
-            ).returning(users.c.id, users.c.last_seq, users.c.unread_count)
-            for uid, seq, count in (await conn.execute(bump)).all():
-                unread[uid] = UnreadCount(count=count, seq=seq)
+        # One cached statement, executed with a list of parameter sets: SQLAlchemy compiles it
+        # once per process (rows written into the statement itself would be compiled every time).
+        bumped = await conn.execute(self._bump_users, [{"id": uid, "now": now} for uid in user_ids])
+        for uid, seq, count in bumped.all():
+            unread[uid] = UnreadCount(count=count, seq=seq)
         stored = [
             Notification(
                 id=uuid.uuid4(), user_id=draft.user_id, seq=unread[draft.user_id].seq,
@@ -219,8 +220,7 @@ class SqlStore:
              "idempotency_key": batch.idempotency_key, "publisher": batch.publisher}
             for item in stored
         ]
-        for chunk_rows in _chunks(rows, _CHUNK):
-            await conn.execute(notifications.insert().values(chunk_rows))
+        await conn.execute(notifications.insert(), rows)
         return stored, unread
 
     # -- reading -------------------------------------------------------------------------------
@@ -437,10 +437,6 @@ def _translate(exc: BaseException) -> BaseException:
 
 def _first_line(exc: object) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def _notification(row: Any) -> Notification:
