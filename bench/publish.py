@@ -1,0 +1,411 @@
+"""Publish throughput of a real `tocsin serve` process, on SQLite and on PostgreSQL.
+
+For each backend: a fresh database, a server on a free loopback port, then two closed-loop
+scenarios against POST /v1/notifications:
+
+- single:  one `user_id` per request, users taken round-robin;
+- batched: `user_ids` of --batch-size users per request (consecutive slices of the users).
+
+Each runs --warmup seconds unmeasured, then --seconds measured. Reported per scenario:
+requests/s, notifications/s, latency p50/p90/p99, errors by status (must be 0), and the CPU
+used over the measured window by the server, this load generator, PostgreSQL and the whole
+machine. The stored row count is checked against the 202s received.
+
+    .venv/bin/python bench/publish.py                 # what `make bench` runs
+    .venv/bin/python bench/publish.py --quick --backends sqlite
+    .venv/bin/python bench/publish.py --profile /tmp/prof  # py-spy on the server, per scenario
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import ipaddress
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import flame
+import loadgen
+from loadgen import Outcome, Scenario
+from server import (
+    DEFAULT_PG_ADMIN_DSN,
+    Database,
+    postgres_database,
+    postgres_version,
+    running_server,
+    sqlite_database,
+)
+
+PUBLISH_PATH = "/v1/notifications"
+BACKENDS = ("sqlite", "postgres")
+OTHER_CPU_WARNING = 15.0  # % of one core used by the rest of the machine during a window
+
+
+@dataclass(slots=True)
+class Row:
+    backend: str
+    outcome: Outcome
+    stored_ok: bool
+    stored_detail: str
+    profiled: bool
+
+
+# -- scenarios --------------------------------------------------------------------------------
+
+def user_ids(count: int) -> list[str]:
+    return [f"bench-user-{i:06d}" for i in range(count)]
+
+
+def _body(audience: dict[str, Any], n: int) -> bytes:
+    return json.dumps({
+        **audience,
+        "type": "bench.ping",
+        "title": "Benchmark notification",
+        "message": "Sent by bench/publish.py",
+        "data": {"n": n, "source": "bench"},
+    }, separators=(",", ":")).encode()
+
+
+def single_scenario(users: int) -> Scenario:
+    bodies = [_body({"user_id": uid}, n) for n, uid in enumerate(user_ids(users))]
+    return Scenario(name="single", path=PUBLISH_PATH, bodies=bodies, notifications_per_request=1)
+
+
+def batched_scenario(users: int, batch_size: int) -> Scenario:
+    """Consecutive slices of `batch_size` users; the last one wraps round to the first users."""
+    ids = user_ids(users)
+    bodies = [
+        _body({"user_ids": [ids[(start + j) % users] for j in range(batch_size)]}, n)
+        for n, start in enumerate(range(0, users, batch_size))
+    ]
+    return Scenario(name=f"batched x{batch_size}", path=PUBLISH_PATH, bodies=bodies,
+                    notifications_per_request=batch_size)
+
+
+# -- machine ----------------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def source_revision() -> str:
+    """The commit measured, `+dirty` when src/ has uncommitted changes; `unknown` outside git."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, check=True,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=here,
+                               check=True, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")
+
+
+def machine_info(pg_version: str | None) -> dict[str, str]:
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": source_revision(),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "postgresql": pg_version or "not measured",
+        "kernel": platform.release(),
+    }
+
+
+# -- one backend ------------------------------------------------------------------------------
+
+def _py_spy() -> str:
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return found
+
+
+async def _profile_window(pid: int, delay: float, seconds: float, out: Path) -> None:
+    """py-spy on the server for the measured window only, as collapsed stacks in `out`."""
+    await asyncio.sleep(delay)
+    process = await asyncio.create_subprocess_exec(
+        _py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+        "--rate", "200", "--nonblocking", "--threads", "--format", "raw", "--output", str(out),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), seconds + 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        print(f"py-spy failed ({process.returncode}): {stderr.decode(errors='replace')}",
+              file=sys.stderr)
+
+
+async def bench_backend(database: Database, args: argparse.Namespace, workdir: Path
+                        ) -> list[Row]:
+    scenarios = [single_scenario(args.users), batched_scenario(args.users, args.batch_size)]
+    rows: list[Row] = []
+    async with running_server(database, workdir) as server:
+        print(f"[{database.backend}] server pid {server.pid} on {server.base_url}",
+              file=sys.stderr)
+        for scenario in scenarios:
+            before = await database.count_notifications()
+            profile_task: asyncio.Task[None] | None = None
+            profile_out: Path | None = None
+            if args.profile is not None:
+                slug = scenario.name.split()[0]
+                profile_out = args.profile / f"{database.backend}-{slug}.txt"
+                profile_task = asyncio.create_task(
+                    _profile_window(server.pid, args.warmup, args.seconds, profile_out))
+            print(f"[{database.backend}] {scenario.name}: {args.warmup:g} s warm-up + "
+                  f"{args.seconds:g} s, {args.concurrency} connections", file=sys.stderr)
+            outcome = await loadgen.run(
+                server.base_url, server.api_key, scenario,
+                concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds,
+                server_pid=server.pid, postgres_database=database.postgres_name,
+            )
+            if profile_task is not None and profile_out is not None:
+                await profile_task
+                if profile_out.exists():
+                    print(flame.report(flame.load(profile_out), title=(
+                        f"py-spy: {database.backend} {scenario.name} ({profile_out})")))
+            after = await database.count_notifications()
+            expected = outcome.total_ok_requests * scenario.notifications_per_request
+            stored = after - before
+            rows.append(Row(
+                backend=database.backend, outcome=outcome, stored_ok=stored == expected,
+                stored_detail=f"{stored} rows stored for {expected} acknowledged",
+                profiled=args.profile is not None,
+            ))
+            print(f"[{database.backend}] {scenario.name}: "
+                  f"{outcome.requests_per_second:,.0f} req/s, "
+                  f"{outcome.notifications_per_second:,.0f} notifications/s, "
+                  f"p50 {outcome.percentile(50):.1f} ms, errors {sum(outcome.errors.values())}, "
+                  f"{rows[-1].stored_detail}", file=sys.stderr)
+    return rows
+
+
+# -- output -----------------------------------------------------------------------------------
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.0f} %"
+
+
+def _errors(outcome: Outcome) -> str:
+    if not outcome.errors:
+        return "0"
+    return ", ".join(f"{key}: {count}" for key, count in sorted(outcome.errors.items()))
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    head = ("| backend | scenario | conns | req/s | notifications/s | p50 ms | p90 ms | p99 ms "
+            "| errors | server CPU | load-gen CPU | PostgreSQL CPU | other CPU | machine busy |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for row in rows:
+        o = row.outcome
+        lines.append(
+            f"| {row.backend}{' (profiled)' if row.profiled else ''} | {o.scenario} "
+            f"| {o.concurrency} | {o.requests_per_second:,.0f} "
+            f"| {o.notifications_per_second:,.0f} | {o.percentile(50):.1f} "
+            f"| {o.percentile(90):.1f} | {o.percentile(99):.1f} | {_errors(o)} "
+            f"| {_pct(o.cpu.server)} | {_pct(o.cpu.loadgen)} | {_pct(o.cpu.postgres)} "
+            f"| {_pct(o.cpu.other)} | {_pct(o.cpu.machine)} |"
+        )
+    return "\n".join(lines)
+
+
+def json_line(row: Row, args: argparse.Namespace, machine: dict[str, str]) -> str:
+    o = row.outcome
+    return json.dumps({
+        "backend": row.backend,
+        "scenario": o.scenario,
+        "concurrency": o.concurrency,
+        "users": args.users,
+        "batch_size": args.batch_size if o.scenario.startswith("batched") else 1,
+        "warmup_seconds": o.warmup_seconds,
+        "window_seconds": round(o.window_seconds, 4),
+        "requests": o.requests,
+        "notifications": o.notifications,
+        "requests_per_second": round(o.requests_per_second, 2),
+        "notifications_per_second": round(o.notifications_per_second, 2),
+        "latency_ms": {
+            "p50": o.percentile(50), "p90": o.percentile(90), "p99": o.percentile(99),
+            "p99.9": o.percentile(99.9), "max": max(o.latencies_ms, default=None),
+            "mean": sum(o.latencies_ms) / len(o.latencies_ms) if o.latencies_ms else None,
+        },
+        "errors": dict(o.errors),
+        "ok_requests_whole_run": o.total_ok_requests,
+        "stored_matches_acknowledged": row.stored_ok,
+        "stored_detail": row.stored_detail,
+        "cpu_percent_of_one_core": {
+            "server": o.cpu.server, "loadgen": o.cpu.loadgen, "postgres": o.cpu.postgres,
+            "other": o.cpu.other,
+        },
+        "machine_busy_percent": o.cpu.machine,
+        "stopped_by_request_cap": o.stopped_by_cap,
+        "profiled": row.profiled,
+        "machine": machine,
+    })
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def _loopback_dsn(dsn: str) -> str:
+    host = urlsplit(dsn).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise argparse.ArgumentTypeError(
+            f"the benchmark only talks to loopback hosts, got {host!r}")
+    return dsn
+
+
+def _backends(value: str) -> list[str]:
+    chosen = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = sorted(set(chosen) - set(BACKENDS))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(BACKENDS)}")
+    return chosen
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(value: str) -> int | float:
+        number = kind(value)
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        return number
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Publish throughput of a real Tocsin server (SQLite and PostgreSQL).")
+    parser.add_argument("--backends", type=_backends, default=list(BACKENDS),
+                        help="comma list of sqlite,postgres (default: both)")
+    parser.add_argument("--seconds", type=_positive(float),
+                        help="measured seconds per scenario (default 10; 3 with --quick)")
+    parser.add_argument("--warmup", type=_positive(float),
+                        help="unmeasured warm-up seconds per scenario (default 2; 1 with --quick)")
+    parser.add_argument("--concurrency", type=_positive(int), default=32,
+                        help="concurrent connections (default 32)")
+    parser.add_argument("--users", type=_positive(int), default=1000,
+                        help="distinct users, taken round-robin (default 1000)")
+    parser.add_argument("--batch-size", type=_positive(int), default=100,
+                        help="users per request in the batched scenario (default 100)")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="also append the raw results to PATH as JSON lines")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run: 3 s measured after 1 s warm-up, unless given")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run py-spy on the server during each measured window and write "
+                             "collapsed stacks to DIR (its figures are then not comparable)")
+    parser.add_argument("--pg-dsn", type=_loopback_dsn,
+                        default=os.environ.get("TOCSIN_BENCH_PG_DSN", DEFAULT_PG_ADMIN_DSN),
+                        help="admin DSN used to create and drop the benchmark database "
+                             "[TOCSIN_BENCH_PG_DSN] (default %(default)s)")
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 3.0 if args.quick else 10.0
+    if args.warmup is None:
+        args.warmup = 1.0 if args.quick else 2.0
+    if args.batch_size > args.users:
+        parser.error("--batch-size cannot exceed --users (a batch names each user once)")
+    return args
+
+
+async def amain(args: argparse.Namespace) -> int:
+    pg_version = None
+    backends = list(args.backends)
+    if "postgres" in backends:
+        pg_version = await postgres_version(args.pg_dsn)
+        if pg_version is None:
+            print("PostgreSQL is unreachable: benchmarking SQLite only.", file=sys.stderr)
+            backends.remove("postgres")
+            if not backends:
+                backends = ["sqlite"]
+    machine = machine_info(pg_version)
+    if args.profile is not None:
+        _py_spy()  # fail before starting anything if it is missing
+        args.profile.mkdir(parents=True, exist_ok=True)
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="tocsin-bench-") as tmp:
+        workdir = Path(tmp)
+        for backend in backends:
+            if backend == "sqlite":
+                async with sqlite_database(workdir) as database:
+                    rows += await bench_backend(database, args, workdir)
+            else:
+                async with postgres_database(args.pg_dsn) as database:
+                    rows += await bench_backend(database, args, workdir)
+
+    if args.json is not None:
+        with args.json.open("a") as handle:
+            for row in rows:
+                handle.write(json_line(row, args, machine) + "\n")
+
+    print()
+    print(f"Machine: {machine['nproc']} cores, {machine['cpu']}; Python {machine['python']}; "
+          f"PostgreSQL {machine['postgresql']}; {machine['date']}; commit {machine['commit']}")
+    print(f"Load: {args.concurrency} connections, {args.users} users round-robin, batches of "
+          f"{args.batch_size}; {args.warmup:g} s warm-up + {args.seconds:g} s measured per "
+          "scenario. CPU columns: % of one core over the measured window (200 % = both cores); "
+          "other: the rest of the machine (other processes, kernel, py-spy); machine busy: "
+          "% of all cores.")
+    print()
+    print(markdown_table(rows))
+
+    problems = [
+        f"{row.backend} {row.outcome.scenario}: errors {_errors(row.outcome)}"
+        for row in rows if row.outcome.errors
+    ] + [
+        f"{row.backend} {row.outcome.scenario}: {row.stored_detail}"
+        for row in rows if not row.stored_ok
+    ] + [
+        f"{row.backend} {row.outcome.scenario}: stopped by the request cap"
+        for row in rows if row.outcome.stopped_by_cap
+    ]
+    disturbed = [row for row in rows if row.outcome.cpu.other > OTHER_CPU_WARNING]
+    if disturbed:
+        print(f"\nwarning: other processes used more than {OTHER_CPU_WARNING:.0f} % of a core "
+              "during " + ", ".join(f"{r.backend} {r.outcome.scenario} "
+                                     f"({r.outcome.cpu.other:.0f} %)" for r in disturbed)
+              + ": those figures are disturbed; run again on a quiet machine.", file=sys.stderr)
+    if problems:
+        banner = "!" * 78
+        print(f"\n{banner}\nBENCHMARK PROBLEMS — the figures above are not valid:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        print(banner, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return asyncio.run(amain(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
