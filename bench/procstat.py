@@ -128,3 +128,29 @@ class CpuUsage:
             machine=machine,
             other=max(0.0, machine * cores - server - loadgen - postgres),
         )
+
+
+def memory_kb(pid: int | None = None) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in KB, from /proc/<pid>/status; None: this process."""
+    status = (_PROC / (str(pid) if pid is not None else "self") / "status").read_text()
+    found = {"VmRSS": 0, "VmHWM": 0}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in found:
+            found[key] = int(value.split()[0])
+    return found["VmRSS"], found["VmHWM"]
+
+
+def command_cpu_seconds(comm: str) -> float:
+    """CPU seconds of every process whose command name (/proc/<pid>/comm) is `comm`, e.g.
+    `redis-server`. A process that starts or exits between two readings skews the difference."""
+    total = 0.0
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == comm:
+                total += process_cpu_seconds(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            continue
+    return total

@@ -132,7 +132,7 @@ def machine_info(pg_version: str | None) -> dict[str, str]:
 
 # -- one backend ------------------------------------------------------------------------------
 
-def _py_spy() -> str:
+def py_spy() -> str:
     beside = Path(sys.executable).parent / "py-spy"
     found = str(beside) if beside.exists() else shutil.which("py-spy")
     if found is None:
@@ -140,11 +140,11 @@ def _py_spy() -> str:
     return found
 
 
-async def _profile_window(pid: int, delay: float, seconds: float, out: Path) -> None:
+async def profile_window(pid: int, delay: float, seconds: float, out: Path) -> None:
     """py-spy on the server for the measured window only, as collapsed stacks in `out`."""
     await asyncio.sleep(delay)
     process = await asyncio.create_subprocess_exec(
-        _py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+        py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
         "--rate", "200", "--nonblocking", "--threads", "--format", "raw", "--output", str(out),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -175,7 +175,7 @@ async def bench_backend(database: Database, args: argparse.Namespace, workdir: P
                 slug = scenario.name.split()[0]
                 profile_out = args.profile / f"{database.backend}-{slug}.txt"
                 profile_task = asyncio.create_task(
-                    _profile_window(server.pid, args.warmup, args.seconds, profile_out))
+                    profile_window(server.pid, args.warmup, args.seconds, profile_out))
             print(f"[{database.backend}] {scenario.name}: {args.warmup:g} s warm-up + "
                   f"{args.seconds:g} s, {args.concurrency} connections", file=sys.stderr)
             outcome = await loadgen.run(
@@ -347,7 +347,7 @@ async def amain(args: argparse.Namespace) -> int:
                 backends = ["sqlite"]
     machine = machine_info(pg_version)
     if args.profile is not None:
-        _py_spy()  # fail before starting anything if it is missing
+        py_spy()  # fail before starting anything if it is missing
         args.profile.mkdir(parents=True, exist_ok=True)
 
     rows: list[Row] = []

@@ -126,6 +126,7 @@ class Server:
     base_url: str
     api_key: str
     log_path: Path
+    jwt_secret: str = ""  # what user tokens must be signed with (TOCSIN_JWT_SECRET)
 
     @property
     def pid(self) -> int:
@@ -166,7 +167,8 @@ def server_env(database_url: str, workdir: Path, api_key: str, jwt_secret: str
     return env
 
 
-async def _wait_healthy(server: Server, within: float) -> None:
+async def wait_healthy(server: Server, within: float, path: str = "/healthz") -> None:
+    """Until GET `path` answers 200; raises if the process exits or `within` seconds pass."""
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while time.monotonic() < deadline:
@@ -174,11 +176,11 @@ async def _wait_healthy(server: Server, within: float) -> None:
                 raise RuntimeError(f"the server exited with {server.process.returncode} during "
                                    f"start-up:\n{server.log_tail()}")
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(f"{server.base_url}/healthz") as response:
+                async with session.get(f"{server.base_url}{path}") as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.1)
-    raise RuntimeError(f"the server did not answer /healthz within {within:.0f} s:\n"
+    raise RuntimeError(f"the server did not answer {path} within {within:.0f} s:\n"
                        f"{server.log_tail()}")
 
 
@@ -190,14 +192,17 @@ def _open_log(path: Path) -> BinaryIO:
 async def running_server(database: Database, workdir: Path, *, startup_timeout: float = 60.0,
                          extra_env: dict[str, Any] | None = None,
                          launcher: Sequence[str] = ("-m", "tocsin"),
+                         api_key: str | None = None, jwt_secret: str | None = None,
                          ) -> AsyncIterator[Server]:
     """`python -m tocsin serve` on a free port of 127.0.0.1, healthy, stopped on exit.
 
     `launcher` replaces `-m tocsin` (e.g. a wrapper script that profiles, then calls
     `tocsin.cli.main()`); it must keep the process's pid, since CPU is read from /proc/<pid>.
+    `extra_env` adds settings (e.g. TOCSIN_BUS_URL); `api_key` and `jwt_secret` are random
+    unless given (several nodes of one deployment share them).
     """
-    api_key = secrets.token_hex(16)  # 32 characters
-    jwt_secret = secrets.token_urlsafe(36)  # 48 characters
+    api_key = api_key or secrets.token_hex(16)  # 32 characters
+    jwt_secret = jwt_secret or secrets.token_urlsafe(36)  # 48 characters
     port = free_port()
     env = server_env(database.url, workdir, api_key, jwt_secret)
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
@@ -213,9 +218,9 @@ async def running_server(database: Database, workdir: Path, *, startup_timeout: 
     finally:
         log.close()  # the child has its own copy
     server = Server(process=process, base_url=f"http://{HOST}:{port}", api_key=api_key,
-                    log_path=log_path)
+                    log_path=log_path, jwt_secret=jwt_secret)
     try:
-        await _wait_healthy(server, within=startup_timeout)
+        await wait_healthy(server, within=startup_timeout)
         yield server
     finally:
         code = await server.stop()
