@@ -28,12 +28,19 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def postgres_database(postgres_url: str) -> str:
+    """The PostgreSQL database of a test. A module whose tests must not see others' rows (an
+    outbox claim takes any due delivery) overrides this with a database of its own."""
+    return postgres_url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Every test that takes this runs once per Store implementation."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tocsin.db'}"
-    url: str = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("postgres_database")
     return url
 
 

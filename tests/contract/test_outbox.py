@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,18 +37,10 @@ def at(seconds: float) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def outbox_postgres_url(postgres_url: str) -> Iterator[str]:
+def postgres_database(postgres_url: str) -> Iterator[str]:
     """Claims take any due delivery in the database: this module gets a database of its own."""
     with fresh_postgres_database() as url:
         yield url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tocsin.db'}"
-    url: str = request.getfixturevalue("outbox_postgres_url")
-    return url
 
 
 @pytest.fixture
@@ -118,10 +109,10 @@ async def test_a_publish_without_outbound_channels_queues_nothing(
 
 
 @pytest.mark.postgres
-async def test_a_publish_whose_queueing_fails_stores_nothing(outbox_postgres_url: str) -> None:
+async def test_a_publish_whose_queueing_fails_stores_nothing(postgres_database: str) -> None:
     """Same transaction: the outbox insert fails (a channel name too long for its column, which
     only PostgreSQL enforces), so the notifications roll back with it."""
-    store = SqlStore(outbox_postgres_url)
+    store = SqlStore(postgres_database)
     try:
         await store.migrate()
         before = await row_counts(store)

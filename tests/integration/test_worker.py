@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,18 +32,10 @@ ROUNDS = 300
 
 
 @pytest.fixture(scope="module")
-def outbox_postgres_url(postgres_url: str) -> Iterator[str]:
+def postgres_database(postgres_url: str) -> Iterator[str]:
     """Workers claim any due delivery in the database: this module gets a database of its own."""
     with fresh_postgres_database() as url:
         yield url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tocsin.db'}"
-    url: str = request.getfixturevalue("outbox_postgres_url")
-    return url
 
 
 @pytest.fixture
