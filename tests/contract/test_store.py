@@ -324,3 +324,21 @@ async def test_migrate_twice_at_once_is_safe(store: SqlStore) -> None:
     user = new_user()
     await store.publish(batch(user), NOW, TTL)
     assert await seqs_of(store, user) == [1]
+
+
+async def test_count_version_orders_counts_that_share_a_seq(store: SqlStore) -> None:
+    user = new_user()
+    first = await store.publish(batch(user), NOW, TTL)
+    second = await store.publish(batch(user), NOW, TTL)
+    after_publish = second.unread[user]
+    assert (first.unread[user].version, after_publish.version) == (1, 2)
+    change = await store.mark_read(user, uuid.UUID(second.notifications[0]["id"]), NOW)
+    # Same seq as the publish's count, newer count: the version says which one wins.
+    assert change.unread.seq == after_publish.seq
+    assert change.unread.version > after_publish.version
+    assert (change.unread.count, change.unread.version) == (1, 3)
+    unchanged = await store.mark_read(user, uuid.UUID(second.notifications[0]["id"]), NOW)
+    assert unchanged.unread.version == 3  # nothing changed, nothing to order
+    everything = await store.mark_all_read(user, NOW)
+    assert (everything.unread.count, everything.unread.version) == (0, 4)
+    assert await store.unread_count(user) == everything.unread

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.client import new_user
+from tests.support.client import counted, new_user
 from tests.support.server import run_cli, tocsin_env, tocsin_server
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ def test_embedded_serve_keeps_its_key_and_secret_across_restarts(tmp_path: Path)
         assert (tmp_path / "tocsin.key").read_text().strip() == key
         count = httpx.get(f"{server.url}/v1/me/unread-count",
                           headers={"Authorization": f"Bearer {token}"})
-        assert count.json() == {"count": 1, "seq": 1}
+        assert counted(count.json()) == {"count": 1, "seq": 1}
 
 
 def test_keys_create_list_revoke(database_url: str, tmp_path: Path) -> None:

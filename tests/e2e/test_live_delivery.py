@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.client import new_user
+from tests.support.client import counted, new_user
 from tests.support.live import LiveServer, LiveStream, live_server
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +29,7 @@ async def test_a_publish_reaches_every_tab_of_its_user_and_no_one_else(server: L
             server.sse(bob, label="bob-sse") as bob_sse:
         for stream in (tab1, tab2, tab3, bob_ws, bob_sse):
             opening = await stream.expect("unread-count")
-            assert opening.data == {"count": 0, "seq": 0}
+            assert counted(opening.data) == {"count": 0, "seq": 0}
 
         receipt = await server.publish(alice, title="Alice, you have mail",
                                        data={"thread": 7, "text": "héllo ✓"})
@@ -43,7 +43,7 @@ async def test_a_publish_reaches_every_tab_of_its_user_and_no_one_else(server: L
             assert notification.data["data"] == {"thread": 7, "text": "héllo ✓"}
             assert notification.data["read"] is False
             count = await stream.expect("unread-count")
-            assert count.data == {"count": 1, "seq": 1}
+            assert counted(count.data) == {"count": 1, "seq": 1}
         assert tab3.seen[1].id == "1"  # SSE carries the seq as the event id, for Last-Event-ID
         # The SSE notification is the same object the list returns.
         listed = await server.api.me(alice, "notifications")
@@ -56,19 +56,19 @@ async def test_a_publish_reaches_every_tab_of_its_user_and_no_one_else(server: L
         for stream in (bob_ws, bob_sse):
             first = await stream.expect("notification")
             assert (first.data["id"], first.seq) == (own["id"], 1)
-            assert (await stream.expect("unread-count")).data == {"count": 1, "seq": 1}
+            assert counted((await stream.expect("unread-count")).data) == {"count": 1, "seq": 1}
         # ... and Alice's tabs heard nothing of Bob's.
         assert await tab1.barrier() == []
         assert await tab2.barrier() == []
 
         # A second tab of Alice's that opens now starts from the current count.
         async with server.sse(alice, label="alice-late") as late:
-            assert (await late.expect("unread-count")).data == {"count": 1, "seq": 1}
+            assert counted((await late.expect("unread-count")).data) == {"count": 1, "seq": 1}
             second = await server.publish(alice, title="second")
             for stream in (tab1, tab2, tab3, late):
                 notification = await stream.expect("notification")
                 assert (notification.data["id"], notification.seq) == (second["id"], 2)
-                assert (await stream.expect("unread-count")).data == {"count": 2, "seq": 2}
+                assert counted((await stream.expect("unread-count")).data) == {"count": 2, "seq": 2}
 
 
     # One publish to several users reaches each of them, once.
@@ -83,6 +83,6 @@ async def test_a_publish_reaches_every_tab_of_its_user_and_no_one_else(server: L
         for user, member in zip(users, group, strict=True):
             got = await member.expect("notification")
             assert got.data["id"] == receipts[user]["id"]
-            assert (await member.expect("unread-count")).data == {"count": 1, "seq": 1}
+            assert counted((await member.expect("unread-count")).data) == {"count": 1, "seq": 1}
         assert await many_1.barrier() == []
         assert await many_3.barrier() == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.client import Api, new_user
+from tests.support.client import Api, counted, new_user
 from tests.support.db import assert_counter_matches, seqs_of
 from tests.support.server import ServerProcess, run_cli, tocsin_env, tocsin_server
 from tocsin.store.sql import SqlStore
@@ -57,7 +57,7 @@ async def test_publish_list_read_count(http: Api, db: SqlStore) -> None:
 
     everything = await http.me(user, "notifications/read-all", method="POST", json={"seq": 2})
     assert everything["unread_count"] == 1
-    assert await http.me(user, "unread-count") == {"count": 1, "seq": 3}
+    assert counted(await http.me(user, "unread-count")) == {"count": 1, "seq": 3}
     assert await assert_counter_matches(db, user) == 1
 
 

@@ -44,11 +44,11 @@ async def test_publish_list_read_one_read_all_keep_every_count_exact(api: Api, s
     assert not any(item["read"] for item in page["notifications"])
 
     read = await api.me(user, f"notifications/{ids[0]}/read", method="POST")
-    assert read == {"ids": [ids[0]], "unread_count": 2, "seq": 3}
+    assert read == {"ids": [ids[0]], "unread_count": 2, "seq": 3, "version": 4}
     assert await counts_agree(api, store, user) == (2, 3)
 
     again = await api.me(user, f"notifications/{ids[0]}/read", method="POST")
-    assert again == {"ids": [], "unread_count": 2, "seq": 3}
+    assert again == {"ids": [], "unread_count": 2, "seq": 3, "version": 4}  # no change
     assert await counts_agree(api, store, user) == (2, 3)
 
     read_all = await api.me(user, "notifications/read-all", method="POST")

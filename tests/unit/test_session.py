@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from tests.support.client import counted
 from tocsin.domain.models import Notification, UnreadCount
 from tocsin.realtime.events import Event, notification_event
 from tocsin.realtime.session import (
@@ -55,7 +56,7 @@ def test_open_without_cursor_sends_the_count_and_then_only_live_events() -> None
     actions = s.open(UnreadCount(count=3, seq=7))
     assert sent(actions) == [("unread-count", None)]
     assert isinstance(actions[0], Send)
-    assert orjson.loads(actions[0].event.data) == {"count": 3, "seq": 7}
+    assert counted(orjson.loads(actions[0].event.data)) == {"count": 3, "seq": 7}
     assert seqs(s.event(live(7))) == []  # already counted in what the client fetched
     assert seqs(s.event(live(8))) == [8]
 
@@ -188,10 +189,10 @@ def test_mark_operations_become_actions_and_acks() -> None:
     nid = uuid.uuid4()
     (mark,) = s.message(orjson.dumps({"op": "mark-as-read", "id": str(nid)}).decode())
     assert mark == MarkRead(nid)
-    (ack,) = s.operation_done(mark, UnreadCount(0, 1), changed=1)
+    (ack,) = s.operation_done(mark, UnreadCount(0, 1, version=2), changed=1)
     assert isinstance(ack, Send) and ack.event.name == "ack"
     assert orjson.loads(ack.event.data) == {"op": "mark-as-read", "id": str(nid), "changed": 1,
-                                            "unread_count": 0, "seq": 1}
+                                            "unread_count": 0, "seq": 1, "version": 2}
     assert s.message('{"op": "mark-all-as-read", "seq": 4}') == [MarkRead(None, up_to=4)]
     (failed,) = s.operation_failed(mark, "not_found", "no such notification")
     assert isinstance(failed, Send) and failed.event.name == "error"

@@ -33,7 +33,8 @@ def _parse_id(raw: str) -> uuid.UUID:
 
 def _read_result(change: ReadChange) -> OrjsonResponse:
     return OrjsonResponse({"ids": [str(i) for i in change.ids],
-                           "unread_count": change.unread.count, "seq": change.unread.seq})
+                           "unread_count": change.unread.count, "seq": change.unread.seq,
+                           "version": change.unread.version})
 
 
 @router.get("/notifications", response_model=NotificationList,
@@ -57,6 +58,7 @@ async def list_notifications(
         "next": page.next,
         "unread_count": page.unread.count,
         "seq": page.unread.seq,
+        "version": page.unread.version,
     })
 
 

@@ -212,11 +212,13 @@ class NotificationList(BaseModel):
     next: int | None = Field(description="pass as `before` for the next (older) page")
     unread_count: int
     seq: int = Field(description="the user's newest seq; unread_count is valid at it")
+    version: int = Field(description="the count's version: higher is newer")
 
 
 class UnreadCountOut(BaseModel):
     count: int
     seq: int
+    version: int = Field(description="rises with every change of the count, reads included")
 
 
 class ReadAllBody(_Body):
@@ -233,3 +235,4 @@ class ReadResult(BaseModel):
     ids: list[str] = Field(description="notifications that changed from unread to read")
     unread_count: int
     seq: int
+    version: int

@@ -102,13 +102,17 @@ class Notification:
 
 @dataclass(frozen=True, slots=True)
 class UnreadCount:
-    """The unread count of a user, valid as of the user's `seq` (their newest notification)."""
+    """The unread count of a user, valid as of the user's `seq` (their newest notification).
+
+    `version` rises with every change of the count, reads included: of two counts, the one with
+    the higher version is the newer, even when their seqs are equal."""
 
     count: int
     seq: int
+    version: int = 0
 
     def to_json(self) -> dict[str, int]:
-        return {"count": self.count, "seq": self.seq}
+        return {"count": self.count, "seq": self.seq, "version": self.version}
 
 
 @dataclass(frozen=True, slots=True)

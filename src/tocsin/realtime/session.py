@@ -259,6 +259,7 @@ class Session:
         payload: dict[str, object] = {
             "op": "mark-as-read" if action.notification_id else "mark-all-as-read",
             "changed": changed, "unread_count": unread.count, "seq": unread.seq,
+            "version": unread.version,
         }
         if action.notification_id is not None:
             payload["id"] = str(action.notification_id)

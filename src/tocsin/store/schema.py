@@ -64,6 +64,9 @@ users = sa.Table(
     # every read change, under this row's lock; they are never recomputed with COUNT(*).
     sa.Column("unread_count", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("last_seq", sa.BigInteger(), nullable=False, server_default="0"),
+    # Bumped by every change of the counter (publishes and reads alike), so two counts valid at
+    # the same seq are still ordered.
+    sa.Column("count_version", sa.BigInteger(), nullable=False, server_default="0"),
     _created(),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )

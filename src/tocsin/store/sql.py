@@ -67,15 +67,16 @@ class SqlStore:
         self._is_sqlite = self.engine.dialect.name == "sqlite"
         self.insert = sqlite.insert if self._is_sqlite else postgresql.insert
         upsert = self.insert(users).values(
-            id=sa.bindparam("id"), unread_count=1, last_seq=1, created_at=sa.bindparam("now"),
-            updated_at=sa.bindparam("now"))
+            id=sa.bindparam("id"), unread_count=1, last_seq=1, count_version=1,
+            created_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
         # Creates the user on first publish; else bumps the seq and the counter under the row
         # lock. Executed with one parameter set per user, in sorted id order.
         self._bump_users = upsert.on_conflict_do_update(
             index_elements=["id"],
             set_={"last_seq": users.c.last_seq + 1, "unread_count": users.c.unread_count + 1,
+                  "count_version": users.c.count_version + 1,
                   "updated_at": upsert.excluded.updated_at},
-        ).returning(users.c.id, users.c.last_seq, users.c.unread_count,
+        ).returning(users.c.id, users.c.last_seq, users.c.unread_count, users.c.count_version,
                     sort_by_parameter_order=True)
         # SQLite has one writer; queueing here keeps this process's writers off the busy loop.
         self._write_lock = asyncio.Lock() if self._is_sqlite else None
@@ -201,8 +202,8 @@ class SqlStore:
         # One cached statement, executed with a list of parameter sets: SQLAlchemy compiles it
         # once per process (rows written into the statement itself would be compiled every time).
         bumped = await conn.execute(self._bump_users, [{"id": uid, "now": now} for uid in user_ids])
-        for uid, seq, count in bumped.all():
-            unread[uid] = UnreadCount(count=count, seq=seq)
+        for uid, seq, count, version in bumped.all():
+            unread[uid] = UnreadCount(count=count, seq=seq, version=version)
         stored = [
             Notification(
                 id=uuid.uuid4(), user_id=draft.user_id, seq=unread[draft.user_id].seq,
@@ -268,9 +269,10 @@ class SqlStore:
     @staticmethod
     async def _count(conn: AsyncConnection, user_id: str) -> UnreadCount:
         row = (await conn.execute(
-            sa.select(users.c.unread_count, users.c.last_seq).where(users.c.id == user_id)
+            sa.select(users.c.unread_count, users.c.last_seq, users.c.count_version)
+            .where(users.c.id == user_id)
         )).first()
-        return UnreadCount(0, 0) if row is None else UnreadCount(row[0], row[1])
+        return UnreadCount(0, 0) if row is None else UnreadCount(row[0], row[1], row[2])
 
     # -- read changes --------------------------------------------------------------------------
 
@@ -326,10 +328,11 @@ class SqlStore:
     async def _decrement(conn: AsyncConnection, user_id: str, by: int) -> UnreadCount:
         row = (await conn.execute(
             users.update().where(users.c.id == user_id)
-            .values(unread_count=users.c.unread_count - by)
-            .returning(users.c.unread_count, users.c.last_seq)
+            .values(unread_count=users.c.unread_count - by,
+                    count_version=users.c.count_version + 1)
+            .returning(users.c.unread_count, users.c.last_seq, users.c.count_version)
         )).one()
-        return UnreadCount(row[0], row[1])
+        return UnreadCount(row[0], row[1], row[2])
 
     # -- users ---------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ export class TocsinClient extends EventTarget {
     this.getToken = getToken;
     this.transport = transport; // "auto" | "ws" | "sse"
     this.items = new Map(); // id -> notification
-    this.unread = { count: 0, seq: 0 };
+    this.unread = { count: 0, seq: 0, version: 0 };
     this.lastSeq = null; // newest notification seq this client holds
     this.state = "idle";
     this.via = null;
@@ -50,7 +50,7 @@ export class TocsinClient extends EventTarget {
     const page = await this._api("/v1/me/notifications?limit=50");
     this.items.clear();
     for (const item of page.notifications) this.items.set(item.id, item);
-    this._setUnread({ count: page.unread_count, seq: page.seq });
+    this._setUnread({ count: page.unread_count, seq: page.seq, version: page.version });
     this.lastSeq = page.seq;
     this._changed();
   }
@@ -60,8 +60,8 @@ export class TocsinClient extends EventTarget {
   }
 
   _setUnread(unread) {
-    // A count is valid at its seq: never show an older count over a newer one.
-    if (unread.seq >= this.unread.seq) this.unread = unread;
+    // Every change of the count raises its version: never show an older count over a newer one.
+    if ((unread.version ?? 0) >= (this.unread.version ?? 0)) this.unread = unread;
   }
 
   _changed() {
@@ -78,7 +78,7 @@ export class TocsinClient extends EventTarget {
     const result = await this._api(`/v1/me/notifications/${encodeURIComponent(id)}/read`,
       { method: "POST" });
     this._applyRead(result.ids);
-    this._setUnread({ count: result.unread_count, seq: result.seq });
+    this._setUnread({ count: result.unread_count, seq: result.seq, version: result.version });
     this._changed();
   }
 
@@ -91,7 +91,7 @@ export class TocsinClient extends EventTarget {
     const result = await this._api("/v1/me/notifications/read-all",
       { method: "POST", body: JSON.stringify({ seq }) });
     this._applyReadAll(seq);
-    this._setUnread({ count: result.unread_count, seq: result.seq });
+    this._setUnread({ count: result.unread_count, seq: result.seq, version: result.version });
     this._changed();
   }
 
@@ -226,7 +226,7 @@ export class TocsinClient extends EventTarget {
         this._applyReadAll(data.seq);
         break;
       case "ack":
-        this._setUnread({ count: data.unread_count, seq: data.seq });
+        this._setUnread({ count: data.unread_count, seq: data.seq, version: data.version });
         break;
       case "resync":
         this.refresh().catch(() => {});
