@@ -24,8 +24,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## publish throughput; figures go in docs/benchmarks.md
+bench: $(STAMP)  ## publish throughput, then live delivery; figures go in docs/benchmarks.md
 	$(BIN)/python bench/publish.py
+	$(BIN)/python bench/live.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

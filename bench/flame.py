@@ -97,6 +97,8 @@ def component(frame: str) -> str | None:
         "httptools": "uvicorn + httptools (HTTP)",
         "anyio": "anyio threadpool hand-off",
         "orjson": "JSON (orjson)",
+        "websockets": "websockets (WebSocket protocol)",
+        "redis": "redis-py (bus)",
         "tocsin": "Tocsin code",
         "alembic": "Alembic",
     }
@@ -167,7 +169,47 @@ def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:5.1f} %" if whole else "  -  "
 
 
-def report(samples: Sequence[Sample], *, title: str, top: int = 15) -> str:
+def _fanout(frame: str) -> bool:
+    return (frame_path(frame) in ("tocsin/realtime/fanout.py", "tocsin/realtime/hub.py",
+                                  "tocsin/bus/memory.py")
+            or frame.startswith(("RedisBus.publish ", "RedisBus._dispatch ")))
+
+
+def _stream_task(frame: str) -> bool:
+    return frame.startswith("websocket_stream ") or frame_path(frame) in (
+        "tocsin/realtime/connection.py", "tocsin/realtime/session.py",
+        "tocsin/realtime/events.py")
+
+
+def _ws_send(frame: str) -> bool:
+    # py-spy often sees a resumed send without its callers: match the send frames themselves
+    return (frame.startswith(("WebSocket.send ", "WebSocketsSansIOProtocol.send ",
+                              "WebSocketsSansIOProtocol.asgi_send "))
+            or _top_module(frame_path(frame)) == "websockets")
+
+
+LIVE_PROBES: list[tuple[str, Callable[[Sample], bool]]] = [
+    ("publish request (POST /v1/notifications; SQL run in greenlets is not under it)",
+     _any(lambda f: f.startswith("publish (tocsin/api/publish.py"))),
+    ("store + SQLAlchemy + driver", _any(lambda f: frame_path(f).startswith(
+        ("tocsin/store/", "sqlalchemy/", "asyncpg/", "aiosqlite/")))),
+    ("HTTP (uvicorn httptools protocol)",
+     _any(lambda f: frame_path(f).startswith("uvicorn/protocols/http/"))),
+    ("live path, all of it (the three below, without overlap)",
+     _any(lambda f: _fanout(f) or _stream_task(f) or _ws_send(f))),
+    ("  fan-out: Fanout, bus.publish, hub dispatch, Connection.deliver", _any(_fanout)),
+    ("  stream tasks: websocket_stream, Connection, Session, Event", _any(_stream_task)),
+    ("    of which Connection.next (queue get, asyncio.wait, timers)",
+     _any(lambda f: f.startswith("Connection.next "))),
+    ("  WebSocket send (Starlette, uvicorn's protocol, websockets framing)", _any(_ws_send)),
+    ("Redis client (redis-py)", _any(lambda f: _top_module(frame_path(f)) == "redis")),
+    ("asyncio Python code (tasks, wait, queues, events)",
+     _any(lambda f: _top_module(frame_path(f)) == "asyncio")),
+]
+
+
+def report(samples: Sequence[Sample], *, title: str, top: int = 15,
+           probes: Sequence[tuple[str, Callable[[Sample], bool]]] = PROBES) -> str:
     total = sum(s.count for s in samples)
     lines = [f"## {title}", f"{total} samples (threads active at the sample; idle ones dropped)",
              ""]
@@ -187,7 +229,7 @@ def report(samples: Sequence[Sample], *, title: str, top: int = 15) -> str:
     lines += [f"  {_share(n, total)}  {name}" for name, n in components.most_common()]
 
     lines += ["", "inclusive (overlapping):"]
-    for name, predicate in PROBES:
+    for name, predicate in probes:
         hits = sum(s.count for s in samples if predicate(s))
         lines.append(f"  {_share(hits, total)}  {name}")
 

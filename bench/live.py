@@ -1,0 +1,834 @@
+"""Live delivery of a real `tocsin serve`: N users connected over WebSocket, a paced publisher.
+
+Scenarios (`--scenarios`, default `single,two-node,idle`):
+
+- single:   one server process; --users users (1,000) connected; for each of --rates (200, 500,
+            1,000 notifications/s), a fresh database and server, --seconds (15) of one POST per
+            notification to a random connected user.
+- two-node: two server processes on one database, TOCSIN_BUS_URL=redis://…; user i connects to
+            node i % 2, publish k goes to node k % 2 (so about half the deliveries cross nodes;
+            all of them go through Redis); at each of --two-node-rates (500, 1,000).
+- idle:     --idle-users (5,000) connected, nothing published: server memory per connection.
+- anchor:   the seed-node reference server (Node.js, Socket.IO 4, PostgreSQL) under the same
+            load at --anchor-rates, for Tocsin/anchor ratios on this machine (needs node >= 20;
+            `npm ci` is run in a temporary copy of --anchor-dir unless it has node_modules).
+
+Reported per run: attempted/s, acknowledged/s, delivered/s, lost (acknowledged but not received
+within --grace seconds after the last answer), duplicates, misrouted, late sends, publish→receipt
+latency p50/p90/p99/max, HTTP errors by status, the CPU of each server process, PostgreSQL,
+Redis, this load generator and the machine, and server RSS before connecting, after connecting
+(KB per idle connection) and after the run.
+
+    .venv/bin/python bench/live.py                  # what `make bench` runs (about 3 minutes)
+    .venv/bin/python bench/live.py --quick
+    .venv/bin/python bench/live.py --scenarios single --rates 1000,1500,2000
+    .venv/bin/python bench/live.py --scenarios anchor --anchor-rates 500,1000,2000,3000
+    .venv/bin/python bench/live.py --scenarios single --rates 1000 --profile /tmp/prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+import flame
+import gcstats
+import livegen
+from livegen import Connected, Cpu, CpuShare, Flavor, Published, Tally
+from procstat import machine_busy_seconds, memory_kb
+from publish import machine_info, profile_window, py_spy
+from server import (
+    DEFAULT_PG_ADMIN_DSN,
+    HOST,
+    Database,
+    Server,
+    free_port,
+    postgres_database,
+    postgres_version,
+    running_server,
+    sqlite_database,
+    wait_healthy,
+)
+from tocsin.auth.tokens import TokenAuthority
+
+SCENARIOS = ("single", "two-node", "idle", "anchor")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_ANCHOR_DIR = REPO.parent / "shared" / "anchors" / "seed-node"
+SETTLE_SECONDS = 1.0  # after the last stream opened, before reading RSS
+OTHER_CPU_WARNING = 15.0
+QUIET_BUSY = 15.0  # % of one core: below this, the machine counts as quiet before a run
+
+
+@dataclass(slots=True)
+class Run:
+    label: str
+    server: str  # tocsin | seed-node
+    backend: str
+    nodes: int
+    users: int
+    rate: float  # 0: idle
+    connected: Connected
+    rss_before_kb: list[int]
+    rss_connected_kb: list[int]
+    rss_after_kb: list[int] = field(default_factory=list)
+    hwm_kb: list[int] = field(default_factory=list)
+    rss_after_close_kb: list[int] = field(default_factory=list)
+    loadgen_rss_kb: int = 0
+    published: Published | None = None
+    tally: Tally | None = None
+    cpu: CpuShare | None = None
+    grace_used: float = 0.0
+    stored: int | None = None
+    server_log: str = ""
+    profiled: bool = False
+    gc: list[dict[str, Any]] = field(default_factory=list)  # per node, over the window
+    note: str = ""  # a what-if applied to the server, shown beside its name
+
+    @property
+    def kb_per_connection(self) -> float:
+        n = len(self.connected.clients)
+        return (sum(self.rss_connected_kb) - sum(self.rss_before_kb)) / n if n else float("nan")
+
+    @property
+    def latencies(self) -> list[float]:
+        return sorted(self.tally.latencies_ms) if self.tally else []
+
+    @property
+    def publish_window(self) -> float:
+        p = self.published
+        return max(p.last_send - p.t0, 1e-9) if p else float("nan")
+
+    @property
+    def deliver_window(self) -> float:
+        """From the first due send to the last receipt (at least the publish window)."""
+        p, t = self.published, self.tally
+        if p is None or t is None:
+            return float("nan")
+        return max(t.last_receipt - p.t0, p.last_send - p.t0, 1e-9)
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.connected.errors:
+            found.append(f"connect errors {dict(self.connected.errors)}")
+        t, p = self.tally, self.published
+        if t is not None and p is not None:
+            lost = t.lost()
+            if lost:
+                found.append(f"{lost} acknowledged notifications never received")
+            if t.duplicates or t.misrouted or t.foreign:
+                found.append(f"duplicates {t.duplicates}, misrouted {t.misrouted}, "
+                             f"foreign {t.foreign}")
+            errors = http_errors(p, self.server)
+            if errors:
+                found.append(f"HTTP errors {errors}")
+            if t.disconnects:
+                found.append(f"{t.disconnects} streams closed during the run")
+            ok = p.acked
+            if self.stored is not None and self.stored != ok:
+                found.append(f"{self.stored} rows stored for {ok} acknowledged")
+        return found
+
+
+def http_errors(published: Published, server: str) -> dict[str, int]:
+    ok = "202" if server == "tocsin" else "201"
+    return {k: v for k, v in sorted(published.statuses.items()) if k != ok}
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+def _user_ids(count: int) -> list[str]:
+    run = secrets.token_hex(3)  # fresh Redis channels and rows each run
+    return [f"live-{run}-{i:06d}" for i in range(count)]
+
+
+@asynccontextmanager
+async def fresh_database(args: argparse.Namespace, workdir: Path) -> AsyncIterator[Database]:
+    if args.backend == "sqlite":
+        sub = Path(tempfile.mkdtemp(prefix="db-", dir=workdir))
+        async with sqlite_database(sub) as database:
+            yield database
+    else:
+        async with postgres_database(args.pg_dsn) as database:
+            yield database
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    server: Server
+    gc_stats: Path | None  # where bench/gcstats.py writes the server's GC totals
+
+
+@asynccontextmanager
+async def tocsin_nodes(database: Database, workdir: Path, nodes: int, redis_url: str,
+                       args: argparse.Namespace) -> AsyncIterator[list[Node]]:
+    """`nodes` server processes on one database; more than one share Redis, a key and a secret.
+    They start one after the other (the first one migrates the fresh database). With
+    --gc-stats, each runs through bench/gcstats.py (and --gc-freeze, --gc-threshold apply)."""
+    env = {"TOCSIN_BUS_URL": redis_url} if nodes > 1 else {}
+    api_key, jwt_secret = secrets.token_hex(16), secrets.token_urlsafe(36)
+    launcher = (str(Path(__file__).with_name("gcstats.py")),) if args.gc_stats \
+        else ("-m", "tocsin")
+    what_if = ({"BENCH_GC_FREEZE": "1"} if args.gc_freeze else {}) | (
+        {"BENCH_GC_THRESHOLD": args.gc_threshold} if args.gc_threshold else {})
+    async with AsyncExitStack() as stack:
+        started: list[Node] = []
+        for _ in range(nodes):
+            stats = workdir / f"gc-{secrets.token_hex(4)}.json" if args.gc_stats else None
+            extra = env | ({"BENCH_GC_STATS": str(stats), **what_if} if stats else {})
+            server = await stack.enter_async_context(running_server(
+                database, workdir, extra_env=extra, api_key=api_key, jwt_secret=jwt_secret,
+                launcher=launcher))
+            if stats is not None and args.gc_freeze:
+                await _frozen(stats)
+            started.append(Node(server, stats))
+        yield started
+
+
+async def _frozen(stats: Path) -> None:
+    """Ask a gcstats.py server to call gc.freeze() now; wait (at most 5 s) until it has."""
+    gcstats.freeze_trigger(stats).touch()
+    for _ in range(50):
+        reading = gcstats.read(stats)
+        if reading is not None and reading.get("frozen"):
+            print(f"[gc] {reading['frozen']:,} objects frozen at start", file=sys.stderr)
+            return
+        await asyncio.sleep(0.1)
+    print("[gc] the server did not report gc.freeze() within 5 s", file=sys.stderr)
+
+
+def _anchor_env(database_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PG", "TOCSIN_")) and k not in ("DATABASE_URL", "PORT")}
+    env.update({"PORT": str(port), "DATABASE_URL": database_url})
+    return env
+
+
+@asynccontextmanager
+async def anchor_server(app_dir: Path, database: Database, workdir: Path
+                        ) -> AsyncIterator[Server]:
+    """`node server.js` on a free port (it binds 127.0.0.1 and applies schema.sql itself)."""
+    port = free_port()
+    log_path = workdir / f"seed-node-{port}.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            "node", "server.js", cwd=app_dir, env=_anchor_env(database.url, port),
+            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)
+    server = Server(process=process, base_url=f"http://{HOST}:{port}", api_key="",
+                    log_path=log_path)
+    try:
+        await wait_healthy(server, within=60, path="/health")
+        yield server
+    finally:
+        await server.stop()
+
+
+def node_version() -> str | None:
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        return subprocess.run([node, "--version"], check=True, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def prepare_anchor(source: Path, workdir: Path) -> Path:
+    """The anchor's directory, ready to run: `source` if it has node_modules, else a copy in
+    `workdir` where `npm ci` installed the locked dependencies."""
+    if (source / "node_modules").is_dir():
+        return source
+    target = workdir / "seed-node"
+    shutil.copytree(source, target)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)  # the source may be read-only
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is not installed")
+    print(f"[anchor] npm ci in {target}", file=sys.stderr)
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=target, check=True,
+                   timeout=600, stdout=subprocess.DEVNULL)
+    return target
+
+
+# -- one run ----------------------------------------------------------------------------------
+
+def _log_problems(servers: Sequence[Server]) -> str:
+    lines: list[str] = []
+    for server in servers:
+        try:
+            text = server.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        interesting = [line for line in text.splitlines()
+                       if any(word in line for word in ("Traceback", "ERROR", "error", "WARNING",
+                                                        "Error"))]
+        lines += [f"{server.log_path.name}: {line}" for line in interesting[:5]]
+    return "\n".join(lines)
+
+
+async def measure(flavor: Flavor, servers: Sequence[Server], database: Database,
+                  args: argparse.Namespace, *, label: str, user_ids: Sequence[str],
+                  rate: float, gc_paths: Sequence[Path] = ()) -> Run:
+    """Connect the users, publish at `rate` for --seconds (nothing when 0), account for it."""
+    pids = [s.pid for s in servers]
+    base_urls = [s.base_url for s in servers]
+    capacity = max(1, int(rate * args.seconds))
+    tally = Tally(capacity)
+    rss_before = [memory_kb(pid)[0] for pid in pids]
+    ws_connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=ws_connector,
+                                     timeout=aiohttp.ClientTimeout(total=None)) as ws_session:
+        connected = await livegen.connect_all(flavor, ws_session, base_urls, user_ids, tally)
+        print(f"[{label}] {len(connected.clients)}/{len(user_ids)} streams open in "
+              f"{connected.seconds:.1f} s" + (f", errors {dict(connected.errors)}"
+                                             if connected.errors else ""), file=sys.stderr)
+        await asyncio.sleep(SETTLE_SECONDS)
+        run = Run(label=label, server=flavor.name, backend=database.backend, nodes=len(servers),
+                  users=len(user_ids), rate=rate, connected=connected, rss_before_kb=rss_before,
+                  rss_connected_kb=[memory_kb(pid)[0] for pid in pids],
+                  profiled=args.profile is not None and rate > 0)
+        try:
+            if rate > 0 and connected.clients:
+                before = await database.count_notifications()
+                await _publish(run, flavor, servers, database, args, tally, rate, gc_paths)
+                run.stored = await database.count_notifications() - before
+            run.rss_after_kb = [memory_kb(pid)[0] for pid in pids]
+            run.hwm_kb = [memory_kb(pid)[1] for pid in pids]
+            run.loadgen_rss_kb = memory_kb()[0]
+        finally:
+            await livegen.close_all(connected.clients, tally)
+    await asyncio.sleep(SETTLE_SECONDS)
+    run.rss_after_close_kb = [memory_kb(pid)[0] for pid in pids]
+    run.server_log = _log_problems(servers)
+    return run
+
+
+async def _publish(run: Run, flavor: Flavor, servers: Sequence[Server], database: Database,
+                   args: argparse.Namespace, tally: Tally, rate: float,
+                   gc_paths: Sequence[Path]) -> None:
+    pids = [s.pid for s in servers]
+    livegen.freeze_heap()
+    snapshots: list[Cpu] = []
+    gc_readings: list[list[dict[str, Any] | None]] = []
+
+    def snapshot() -> None:
+        snapshots.append(Cpu.take(pids, database.postgres_name))
+        gc_readings.append([gcstats.read(path) for path in gc_paths])
+
+    profiles: list[tuple[Path, asyncio.Task[None]]] = []
+    if args.profile is not None:
+        for i, pid in enumerate(pids):
+            out = args.profile / f"{run.label}-node{i}.txt"
+            profiles.append((out, asyncio.create_task(
+                profile_window(pid, 0.05, args.seconds, out))))
+    print(f"[{run.label}] publishing {rate:g}/s for {args.seconds:g} s over "
+          f"{args.concurrency} connections", file=sys.stderr)
+    published = await livegen.publish(
+        flavor, [s.base_url for s in servers], run.connected.clients, tally, rate=rate,
+        seconds=args.seconds, concurrency=args.concurrency, rng=random.Random(args.seed),
+        on_start=snapshot)
+    run.grace_used = await livegen.wait_for_stragglers(tally, published, args.grace)
+    snapshot()
+    run.published, run.tally = published, tally
+    if len(snapshots) == 2:
+        run.cpu = CpuShare.between(snapshots[0], snapshots[1],
+                                   with_postgres=database.postgres_name is not None)
+        run.gc = [gcstats.between(a, b) for a, b in zip(*gc_readings, strict=True)
+                  if a is not None and b is not None]
+        for i, gc in enumerate(run.gc):
+            print(f"[{run.label}] node {i} garbage collection: {gc}", file=sys.stderr)
+    for out, task in profiles:
+        await task
+        if out.exists():
+            print(flame.report(flame.load(out), title=f"py-spy: {run.label} ({out})",
+                               probes=flame.LIVE_PROBES))
+    lat = run.latencies
+    print(f"[{run.label}] attempted {published.attempted / run.publish_window:,.0f}/s, "
+          f"delivered {tally.delivered / run.deliver_window:,.0f}/s, lost {tally.lost()}, "
+          f"p50 {livegen.percentile(lat, 50):.1f} ms, p99 {livegen.percentile(lat, 99):.1f} ms, "
+          f"late sends {published.late_sends}", file=sys.stderr)
+
+
+# -- scenarios --------------------------------------------------------------------------------
+
+async def wait_quiet(max_wait: float) -> None:
+    """Before a run (no server of ours running): wait, at most `max_wait` seconds, for a second
+    in which the whole machine used less than QUIET_BUSY % of one core."""
+    cores = os.cpu_count() or 1
+    busy = float("nan")
+    for _ in range(max(1, round(max_wait))):
+        b0, t0 = machine_busy_seconds()
+        await asyncio.sleep(1.0)
+        b1, t1 = machine_busy_seconds()
+        busy = 100 * cores * (b1 - b0) / max(t1 - t0, 1e-9)
+        if busy < QUIET_BUSY:
+            return
+    if max_wait > 0:
+        print(f"warning: the machine is busy ({busy:.0f} % of a core used by others) after "
+              f"waiting {max_wait:g} s for quiet: starting anyway", file=sys.stderr)
+
+
+def _tocsin_flavor(server: Server, user_ids: Sequence[str]) -> livegen.TocsinFlavor:
+    authority = TokenAuthority(server.jwt_secret)
+    tokens = {uid: authority.mint(uid, 3600)[0] for uid in user_ids}
+    return livegen.TocsinFlavor(server.api_key, tokens)
+
+
+async def tocsin_run(args: argparse.Namespace, workdir: Path, *, nodes: int, users: int,
+                     rate: float, label: str) -> Run:
+    await wait_quiet(args.quiet_wait)
+    async with fresh_database(args, workdir) as database, \
+            tocsin_nodes(database, workdir, nodes, args.redis_url, args) as started:
+        servers = [node.server for node in started]
+        user_ids = _user_ids(users)
+        flavor = _tocsin_flavor(servers[0], user_ids)
+        run = await measure(flavor, servers, database, args, label=label, user_ids=user_ids,
+                            rate=rate,
+                            gc_paths=[n.gc_stats for n in started if n.gc_stats is not None])
+        run.note = what_if(args)
+        return run
+
+
+async def anchor_run(args: argparse.Namespace, workdir: Path, app_dir: Path, *, users: int,
+                     rate: float, label: str) -> Run:
+    await wait_quiet(args.quiet_wait)
+    async with postgres_database(args.pg_dsn) as database, \
+            anchor_server(app_dir, database, workdir) as server:
+        return await measure(livegen.SocketIOFlavor(), [server], database, args, label=label,
+                             user_ids=_user_ids(users), rate=rate)
+
+
+async def redis_reachable(url: str) -> bool:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        await client.ping()
+        return True
+    except Exception as exc:
+        print(f"Redis is unreachable at {url}: {exc}", file=sys.stderr)
+        return False
+    finally:
+        await client.aclose()
+
+
+# -- output -----------------------------------------------------------------------------------
+
+def _f(value: float, digits: int = 1) -> str:
+    return "-" if value != value else f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.0f} %"
+
+
+def _mb(kb: Sequence[int]) -> str:
+    return " + ".join(f"{v / 1024:.0f}" for v in kb) if kb else "-"
+
+
+def _who(run: Run) -> str:
+    name = run.server
+    if run.server == "tocsin" and run.nodes > 1:
+        name = f"tocsin, {run.nodes} nodes"
+    return f"{name} ({run.note})" if run.note else name
+
+
+def what_if(args: argparse.Namespace) -> str:
+    parts = (["gc.freeze()"] if args.gc_freeze else []) + (
+        [f"gc.set_threshold({args.gc_threshold})"] if args.gc_threshold else [])
+    return " + ".join(parts)
+
+
+def delivery_table(runs: Sequence[Run]) -> str:
+    head = ("| server | db | users | rate/s | attempted/s | acked/s | delivered/s | lost | dup "
+            "| misrouted | late sends | p50 ms | p90 ms | p99 ms | max ms | HTTP errors |")
+    lines = [head, _sep(head)]
+    for r in runs:
+        p, t = r.published, r.tally
+        if p is None or t is None:
+            continue
+        lat = r.latencies
+        errors = http_errors(p, r.server)
+        acked_window = max((p.last_ack or p.t0) - p.t0, 1e-9)
+        lines.append(
+            f"| {_who(r)}{' (profiled)' if r.profiled else ''} | {r.backend} | {r.users:,} "
+            f"| {r.rate:,.0f} | {p.attempted / r.publish_window:,.0f} "
+            f"| {p.acked / acked_window:,.0f} | {t.delivered / r.deliver_window:,.0f} "
+            f"| {t.lost()} | {t.duplicates} | {t.misrouted} | {p.late_sends:,} "
+            f"| {_f(livegen.percentile(lat, 50))} | {_f(livegen.percentile(lat, 90))} "
+            f"| {_f(livegen.percentile(lat, 99))} | {_f(lat[-1] if lat else float('nan'))} "
+            f"| {', '.join(f'{k}: {v}' for k, v in errors.items()) or '0'} |")
+    return "\n".join(lines)
+
+
+def _sep(head: str) -> str:
+    return "|" + "---|" * (head.count("|") - 1)
+
+
+def resource_table(runs: Sequence[Run]) -> str:
+    head = ("| server | rate/s | server CPU | PostgreSQL CPU | Redis CPU | load-gen CPU "
+            "| other CPU | machine busy | RSS before MB | KB per idle conn | RSS after MB "
+            "| peak RSS MB |")
+    lines = [head, _sep(head)]
+    for r in runs:
+        c = r.cpu
+        if c is None:
+            continue
+        server = " + ".join(_pct(s) for s in c.servers) if len(c.servers) > 1 \
+            else _pct(c.server)
+        lines.append(
+            f"| {_who(r)} | {r.rate:,.0f} | {server} | {_pct(c.postgres)} "
+            f"| {_pct(c.redis) if r.nodes > 1 else '-'} | {_pct(c.loadgen)} | {_pct(c.other)} "
+            f"| {_pct(c.machine)} | {_mb(r.rss_before_kb)} | {_f(r.kb_per_connection)} "
+            f"| {_mb(r.rss_after_kb)} | {_mb(r.hwm_kb)} |")
+    return "\n".join(lines)
+
+
+def idle_table(runs: Sequence[Run]) -> str:
+    head = ("| server | users connected | connect s | RSS before MB | RSS connected MB "
+            "| KB per connection | RSS after all closed MB |")
+    lines = [head, _sep(head)]
+    for r in runs:
+        lines.append(
+            f"| {_who(r)} | {len(r.connected.clients):,} | {r.connected.seconds:.1f} "
+            f"| {_mb(r.rss_before_kb)} | {_mb(r.rss_connected_kb)} "
+            f"| {_f(r.kb_per_connection)} | {_mb(r.rss_after_close_kb)} |")
+    return "\n".join(lines)
+
+
+def ratio_table(runs: Sequence[Run]) -> str:
+    """Tocsin (one node) against the anchor at the rates both were run at."""
+    tocsin = {r.rate: r for r in runs if r.server == "tocsin" and r.nodes == 1 and r.cpu}
+    anchor = {r.rate: r for r in runs if r.server != "tocsin" and r.cpu}
+    common = sorted(set(tocsin) & set(anchor))
+    if not common:
+        return ""
+    head = ("| rate/s | delivered/s Tocsin / anchor | p50 Tocsin / anchor | p99 Tocsin / anchor "
+            "| server CPU Tocsin / anchor | PostgreSQL CPU Tocsin / anchor |")
+    lines = [head, _sep(head)]
+
+    def ratio(a: float | None, b: float | None) -> str:
+        if a is None or b is None or not b or a != a or b != b:
+            return "-"
+        return f"{a / b:.2f}"
+
+    def delivered(run: Run) -> float:
+        return run.tally.delivered / run.deliver_window if run.tally else float("nan")
+
+    def lat(run: Run, q: float) -> float:
+        return livegen.percentile(run.latencies, q)
+
+    for rate in common:
+        t, a = tocsin[rate], anchor[rate]
+        assert t.cpu and a.cpu
+        lines.append(
+            f"| {rate:,.0f} | {ratio(delivered(t), delivered(a))} "
+            f"| {ratio(lat(t, 50), lat(a, 50))} | {ratio(lat(t, 99), lat(a, 99))} "
+            f"| {ratio(t.cpu.server, a.cpu.server)} | {ratio(t.cpu.postgres, a.cpu.postgres)} |")
+    return "\n".join(lines)
+
+
+def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str]) -> str:
+    p, t, c = run.published, run.tally, run.cpu
+    lat = run.latencies
+    record: dict[str, Any] = {
+        "label": run.label, "server": run.server, "backend": run.backend, "nodes": run.nodes,
+        "users": run.users, "rate": run.rate, "seconds": args.seconds,
+        "concurrency": args.concurrency, "connected": len(run.connected.clients),
+        "connect_s": round(run.connected.seconds, 2),
+        "connect_errors": dict(run.connected.errors),
+        "rss_kb_before": run.rss_before_kb, "rss_kb_connected": run.rss_connected_kb,
+        "kb_per_conn": round(run.kb_per_connection, 1), "rss_kb_after": run.rss_after_kb,
+        "server_hwm_kb": run.hwm_kb, "rss_kb_after_disconnect": run.rss_after_close_kb,
+        "loadgen_rss_kb": run.loadgen_rss_kb, "profiled": run.profiled, "machine": machine,
+        "gc": run.gc, "what_if": run.note,
+    }
+    if p is not None and t is not None:
+        record.update({
+            "attempted": p.attempted, "acked": p.acked, "delivered": t.delivered,
+            "lost": t.lost(), "delivered_not_acked": t.delivered_not_acked(),
+            "duplicates": t.duplicates, "misrouted": t.misrouted, "foreign_events": t.foreign,
+            "unread_count_events": t.unread_events, "other_events": dict(t.other_events),
+            "http_status": dict(p.statuses), "disconnects": t.disconnects,
+            "cross_node": p.cross_node, "stored": run.stored,
+            "publish_window_s": round(run.publish_window, 3),
+            "deliver_window_s": round(run.deliver_window, 3),
+            "attempted_per_s": round(p.attempted / run.publish_window, 1),
+            "delivered_per_s": round(t.delivered / run.deliver_window, 1),
+            "late_sends_gt10ms": p.late_sends, "max_send_lag_ms": round(p.max_lag_ms, 1),
+            "lat_ms": {q: round(livegen.percentile(lat, v), 2)
+                       for q, v in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))}
+            | {"mean": round(sum(lat) / len(lat), 2) if lat else None},
+            "post_rtt_ms": {"p50": round(livegen.percentile(sorted(p.rtt_ms), 50), 2),
+                            "p99": round(livegen.percentile(sorted(p.rtt_ms), 99), 2)},
+            "grace_used_s": round(run.grace_used, 2),
+        })
+    if c is not None:
+        record["cpu"] = {"window_s": round(c.window, 2), "servers_pct": c.servers,
+                         "server_pct": c.server, "postgres_pct": c.postgres,
+                         "redis_pct": c.redis, "loadgen_pct": c.loadgen,
+                         "other_pct": c.other, "machine_busy_pct": c.machine}
+    return json.dumps(record)
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def _loopback_url(value: str) -> str:
+    host = urlsplit(value).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise argparse.ArgumentTypeError(f"the benchmark only talks to loopback hosts, got "
+                                         f"{host!r}")
+    return value
+
+
+def _rates(value: str) -> list[float]:
+    try:
+        rates = [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of rates, got {value!r}"
+                                         ) from None
+    if not rates or any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError("rates must be > 0")
+    return rates
+
+
+def _scenarios(value: str) -> list[str]:
+    chosen = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(SCENARIOS)}")
+    return chosen
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return number
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Live delivery of a real Tocsin server.")
+    parser.add_argument("--scenarios", type=_scenarios,
+                        default=["single", "two-node", "idle"],
+                        help=f"comma list of {', '.join(SCENARIOS)} "
+                             "(default single,two-node,idle)")
+    parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres",
+                        help="Tocsin's database (default postgres; the anchor always uses "
+                             "PostgreSQL)")
+    parser.add_argument("--users", type=_positive_int, default=1000,
+                        help="connected users while publishing (default 1000)")
+    parser.add_argument("--rates", type=_rates,
+                        help="single-node rates, notifications/s (default 200,500,1000)")
+    parser.add_argument("--two-node-rates", type=_rates, help="default 500,1000")
+    parser.add_argument("--anchor-rates", type=_rates, help="default: --rates")
+    parser.add_argument("--idle-users", type=_positive_int,
+                        help="users connected in the idle scenario (default 5000)")
+    parser.add_argument("--seconds", type=_positive_float,
+                        help="publishing seconds per run (default 15)")
+    parser.add_argument("--grace", type=_positive_float, default=5.0,
+                        help="seconds to wait for late deliveries after the last answer "
+                             "(default 5)")
+    parser.add_argument("--concurrency", type=_positive_int, default=32,
+                        help="HTTP connections the publisher uses (default 32)")
+    parser.add_argument("--quiet-wait", type=float, default=30.0,
+                        help="before each run, wait up to this many seconds for the machine "
+                             f"to be quiet (under {QUIET_BUSY:g} %% of a core busy; default 30)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed for the targets")
+    parser.add_argument("--quick", action="store_true",
+                        help="5 s runs at 500/s, 1000 idle users, unless given")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="also append the raw results to PATH as JSON lines")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy on every server during each publishing window")
+    parser.add_argument("--gc-stats", action="store_true",
+                        help="run Tocsin through bench/gcstats.py and report the share of its "
+                             "CPU spent in garbage collection over each window")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="what-if (implies --gc-stats): gc.freeze() in each server once it "
+                             "is up, before clients connect")
+    parser.add_argument("--gc-threshold", metavar="A,B,C",
+                        help="what-if (implies --gc-stats): gc.set_threshold(A, B, C) in each "
+                             "server")
+    parser.add_argument("--anchor-dir", type=Path, default=DEFAULT_ANCHOR_DIR,
+                        help="the seed-node anchor (copied and `npm ci`-ed unless it has "
+                             "node_modules; default %(default)s)")
+    parser.add_argument("--pg-dsn", type=_loopback_url,
+                        default=os.environ.get("TOCSIN_BENCH_PG_DSN", DEFAULT_PG_ADMIN_DSN),
+                        help="admin DSN to create and drop databases (default %(default)s)")
+    parser.add_argument("--redis-url", type=_loopback_url, default=DEFAULT_REDIS_URL,
+                        help="the bus of the two-node scenario (default %(default)s)")
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 5.0 if args.quick else 15.0
+    if args.rates is None:
+        args.rates = [500.0] if args.quick else [200.0, 500.0, 1000.0]
+    if args.two_node_rates is None:
+        args.two_node_rates = [500.0] if args.quick else [500.0, 1000.0]
+    if args.anchor_rates is None:
+        args.anchor_rates = args.rates
+    if args.idle_users is None:
+        args.idle_users = 1000 if args.quick else 5000
+    if args.gc_freeze or args.gc_threshold:
+        args.gc_stats = True
+    return args
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Open files for `needed` sockets here and in the servers (they inherit the limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed + 1024
+    if soft >= want:
+        return
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < want:
+        print(f"warning: open files limited to {new}; {needed} connections may not fit",
+              file=sys.stderr)
+
+
+async def amain(args: argparse.Namespace) -> int:
+    raise_fd_limit(max(args.users, args.idle_users if "idle" in args.scenarios else 0))
+    scenarios = list(args.scenarios)
+    pg_version = await postgres_version(args.pg_dsn)
+    if pg_version is None:
+        if args.backend == "postgres":
+            print("PostgreSQL is unreachable: using SQLite.", file=sys.stderr)
+            args.backend = "sqlite"
+        if "anchor" in scenarios:
+            print("the anchor needs PostgreSQL: skipped.", file=sys.stderr)
+            scenarios.remove("anchor")
+    if "two-node" in scenarios and not await redis_reachable(args.redis_url):
+        print("two-node scenario skipped: it needs Redis.", file=sys.stderr)
+        scenarios.remove("two-node")
+    if "anchor" in scenarios:
+        version = node_version()
+        if version is None or int(version.lstrip("v").split(".")[0]) < 20:
+            print(f"the anchor needs Node.js >= 20 (found {version}): skipped.",
+                  file=sys.stderr)
+            scenarios.remove("anchor")
+    if args.profile is not None:
+        py_spy()
+        args.profile.mkdir(parents=True, exist_ok=True)
+    machine = machine_info(pg_version)
+    machine["node"] = node_version() or "none"
+
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="tocsin-live-") as tmp:
+        workdir = Path(tmp)
+        if "single" in scenarios:
+            for rate in args.rates:
+                runs.append(await tocsin_run(args, workdir, nodes=1, users=args.users,
+                                             rate=rate, label=f"single-r{rate:g}"))
+        if "two-node" in scenarios:
+            for rate in args.two_node_rates:
+                runs.append(await tocsin_run(args, workdir, nodes=2, users=args.users,
+                                             rate=rate, label=f"two-node-r{rate:g}"))
+        if "idle" in scenarios:
+            runs.append(await tocsin_run(args, workdir, nodes=1, users=args.idle_users,
+                                         rate=0, label=f"idle-u{args.idle_users}"))
+        if "anchor" in scenarios:
+            app_dir = prepare_anchor(args.anchor_dir, workdir)
+            for rate in args.anchor_rates:
+                runs.append(await anchor_run(args, workdir, app_dir, users=args.users,
+                                             rate=rate, label=f"anchor-r{rate:g}"))
+            if "idle" in scenarios:
+                runs.append(await anchor_run(args, workdir, app_dir, users=args.idle_users,
+                                             rate=0, label=f"anchor-idle-u{args.idle_users}"))
+
+    if args.json is not None:
+        with args.json.open("a") as handle:
+            for run in runs:
+                handle.write(json_line(run, args, machine) + "\n")
+    print_report(runs, args, machine)
+    return _verdict(runs)
+
+
+def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[str, str]
+                 ) -> None:
+    print()
+    print(f"Machine: {machine['nproc']} cores, {machine['cpu']}; Python {machine['python']}; "
+          f"PostgreSQL {machine['postgresql']}; Node.js {machine['node']}; {machine['date']}; "
+          f"commit {machine['commit']}")
+    print(f"Load: one POST per notification to a random connected user, paced, "
+          f"{args.concurrency} HTTP connections, {args.seconds:g} s per run, grace "
+          f"{args.grace:g} s. CPU: % of one core over the publishing window and its "
+          "deliveries (200 % = both cores).")
+    busy = [r for r in runs if r.published is not None]
+    idle = [r for r in runs if r.published is None]
+    if busy:
+        print()
+        print(delivery_table(busy))
+        print()
+        print(resource_table(busy))
+    if idle:
+        print()
+        print(idle_table(idle))
+    ratios = ratio_table(runs)
+    if ratios:
+        print()
+        print(ratios)
+
+
+def _verdict(runs: Sequence[Run]) -> int:
+    disturbed = [r for r in runs if r.cpu is not None and r.cpu.other > OTHER_CPU_WARNING]
+    if disturbed:
+        print(f"\nwarning: other processes used more than {OTHER_CPU_WARNING:.0f} % of a core "
+              "during " + ", ".join(f"{r.label} ({r.cpu.other:.0f} %)" for r in disturbed
+                                    if r.cpu is not None)
+              + ": those figures are disturbed.", file=sys.stderr)
+    for run in runs:
+        if run.server_log:
+            print(f"\n[{run.label}] the server logged:\n{run.server_log}", file=sys.stderr)
+    problems = Counter({f"{r.label}: {p}": 1 for r in runs for p in r.problems()})
+    if problems:
+        banner = "!" * 78
+        print(f"\n{banner}\nLIVE BENCHMARK PROBLEMS:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        print(banner, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:  # the load generator is lighter on uvloop, as the server is
+        return asyncio.run(amain(args))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(amain(args))
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
