@@ -40,7 +40,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ import livegen
 from livegen import Connected, Cpu, CpuShare, Flavor, Published, Tally
 from procstat import machine_busy_seconds, memory_kb
 from publish import machine_info, profile_window, py_spy
+from report import report_problems
 from server import (
     DEFAULT_PG_ADMIN_DSN,
     HOST,
@@ -808,15 +808,8 @@ def _verdict(runs: Sequence[Run]) -> int:
     for run in runs:
         if run.server_log:
             print(f"\n[{run.label}] the server logged:\n{run.server_log}", file=sys.stderr)
-    problems = Counter({f"{r.label}: {p}": 1 for r in runs for p in r.problems()})
-    if problems:
-        banner = "!" * 78
-        print(f"\n{banner}\nLIVE BENCHMARK PROBLEMS:", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        print(banner, file=sys.stderr)
-        return 1
-    return 0
+    return report_problems("LIVE BENCHMARK PROBLEMS",
+                           (f"{r.label}: {p}" for r in runs for p in r.problems()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import flame
 import loadgen
 from loadgen import Outcome, Scenario
+from report import report_problems
 from server import (
     DEFAULT_PG_ADMIN_DSN,
     Database,
@@ -393,14 +394,7 @@ async def amain(args: argparse.Namespace) -> int:
               "during " + ", ".join(f"{r.backend} {r.outcome.scenario} "
                                      f"({r.outcome.cpu.other:.0f} %)" for r in disturbed)
               + ": those figures are disturbed; run again on a quiet machine.", file=sys.stderr)
-    if problems:
-        banner = "!" * 78
-        print(f"\n{banner}\nBENCHMARK PROBLEMS — the figures above are not valid:", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        print(banner, file=sys.stderr)
-        return 1
-    return 0
+    return report_problems("BENCHMARK PROBLEMS — the figures above are not valid", problems)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
