@@ -88,7 +88,8 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
         store=store,
         clock=clock,
         keys=KeyVerifier(store, settings.api_keys, clock, settings.api_key_cache_seconds),
-        tokens=TokenAuthority(resolve_jwt_secret(settings), settings.jwt_algorithm),
+        tokens=TokenAuthority(resolve_jwt_secret(settings), settings.jwt_algorithm, clock=clock,
+                              max_ttl_seconds=settings.max_token_ttl_seconds),
         pipeline=PublishPipeline(
             store, clock, max_batch_users=settings.max_batch_users,
             idempotency_ttl_seconds=settings.idempotency_ttl_seconds,

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.client import counted, new_user
+from tests.support.db import poison
 from tests.support.live import LiveServer, live_server
+from tocsin.domain.encoding import DATA_ERROR
+from tocsin.store.sql import SqlStore
 
 pytestmark = pytest.mark.e2e
 
@@ -104,3 +107,26 @@ async def sse_last_event_id(server: LiveServer, user: str) -> None:
         await by_query.expect("unread-count")
         assert (await by_query.expect("notification")).seq == MISSED + 2
 
+
+
+async def test_a_replay_through_an_unencodable_row_arrives_whole(
+        server: LiveServer, database_url: str) -> None:
+    """A stored row that cannot be encoded as it is does not stall a replay: it arrives
+    without its data (and `data_error` says why), and the stream carries on live."""
+    user = new_user()
+    receipts = [await server.publish(user, title=f"#{i}") for i in range(1, 4)]
+    store = SqlStore(database_url)
+    try:
+        await poison(store, receipts[1]["id"])
+    finally:
+        await store.close()
+    async with server.ws(user, since=0) as ws, server.sse(user, since=0) as sse:
+        for stream in (ws, sse):
+            await stream.expect("unread-count")
+            replayed = await stream.take(3)
+            assert [event.seq for event in replayed] == [1, 2, 3], stream.label
+            assert replayed[1].data["data_error"] == DATA_ERROR
+            assert replayed[1].data["title"] == "#2"
+        await server.publish(user, title="#4")
+        for stream in (ws, sse):
+            assert (await stream.until("notification"))[0].seq == 4

@@ -15,6 +15,7 @@ from tests.integration.apps import running_api
 from tests.integration.problems import assert_error
 from tests.support.client import Api
 from tests.support.db import row_counts
+from tocsin.api.schemas import MAX_DATA_DEPTH
 from tocsin.store.sql import SqlStore
 
 MAX_BATCH = 3
@@ -72,10 +73,32 @@ def bad_profile(**body: Any) -> Bad:
 
 
 def nested(depth: int) -> Any:
+    """A list holding a list … `depth + 1` levels of arrays."""
     value: Any = []
     for _ in range(depth):
         value = [value]
     return value
+
+
+def nested_objects(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+async def test_too_deep_data_is_refused_naming_the_limit(small_api: Api, store: SqlStore) -> None:
+    response = await small_api.client.post(
+        "/v1/notifications", headers=small_api.publisher,
+        json=publish(data=nested_objects(MAX_DATA_DEPTH + 1)))
+    error = assert_error(response, 422, "validation_error")
+    assert f"more than {MAX_DATA_DEPTH} levels deep" in error["message"]
+    deepest = nested_objects(MAX_DATA_DEPTH)
+    accepted = await small_api.client.post("/v1/notifications", headers=small_api.publisher,
+                                           json=publish(data=deepest))
+    assert accepted.status_code == 202, accepted.text
+    listed = await small_api.me(USER, "notifications")
+    assert listed["notifications"][0]["data"] == deepest
 
 
 CASES: dict[str, Bad] = {
@@ -124,6 +147,9 @@ CASES: dict[str, Bad] = {
     "data_with_nul": bad_publish(data={"s": "a\x00b"}),
     "data_key_with_nul": bad_publish(data={"a\x00": 1}),
     "data_too_deep": bad_publish(data={"deep": nested(300)}),
+    # the object is level 1, so this nests 33 levels, one more than MAX_DATA_DEPTH
+    "data_33_levels": bad_publish(data={"deep": nested(MAX_DATA_DEPTH - 1)}),
+    "data_33_levels_of_objects": bad_publish(data=nested_objects(MAX_DATA_DEPTH + 1)),
     "data_nan": raw_publish(b'{"user_id": "x", "type": "comment", "data": {"n": NaN}}'),
     "data_lone_surrogate": raw_publish(
         b'{"user_id": "x", "type": "comment", "data": {"s": "\\ud800"}}'),
@@ -191,6 +217,6 @@ async def test_a_valid_request_passes_the_same_app(small_api: Api, store: SqlSto
         "/v1/notifications", headers=small_api.publisher,
         json=publish(user_id=DROP, user_ids=[f"{USER}-{i}" for i in range(MAX_BATCH)],
                      action_url="/posts/7#c3", expires_at="2099-01-01T00:00:00+02:00",
-                     data={"deep": nested(100), "n": 2**62}, priority="high"))
+                     data={"deep": nested(MAX_DATA_DEPTH - 2), "n": 2**62}, priority="high"))
     assert ok.status_code == 202, ok.text
     assert (await row_counts(store))["notifications"] == before["notifications"] + MAX_BATCH

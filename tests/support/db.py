@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import sqlalchemy as sa
 
 from tocsin.store.schema import metadata, notifications, users
@@ -47,3 +50,22 @@ async def seqs_of(store: SqlStore, user_id: str) -> list[int]:
             sa.select(notifications.c.seq).where(notifications.c.user_id == user_id)
             .order_by(notifications.c.seq)
         )).scalars())
+
+
+#: Deep enough that orjson (limit 255) can store it but not encode it inside a response.
+ENCODER_LIMIT_DEPTH = 254
+
+
+def deep(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+async def poison(store: SqlStore, notification_id: str) -> None:
+    """Give a stored notification data that can be stored but not encoded back."""
+    async with store.engine.begin() as conn:
+        await conn.execute(notifications.update()
+                           .where(notifications.c.id == uuid.UUID(notification_id))
+                           .values(data=deep(ENCODER_LIMIT_DEPTH)))

@@ -80,6 +80,35 @@ def numeric_sub(secret: str, user: str) -> str:
     return jwt.encode(claims(user, sub=42), secret, algorithm="HS256")
 
 
+def sub_with_nul(secret: str, user: str) -> str:
+    """PostgreSQL text cannot hold NUL: such a `sub` must never reach a query."""
+    return jwt.encode(claims(user, sub=f"{user}\x00"), secret, algorithm="HS256")
+
+
+def sub_with_newline(secret: str, user: str) -> str:
+    return jwt.encode(claims(user, sub=f"{user}\nadmin"), secret, algorithm="HS256")
+
+
+def sub_too_long(secret: str, user: str) -> str:
+    return jwt.encode(claims(user, sub=user + "x" * 256), secret, algorithm="HS256")
+
+
+def lives_317_years(secret: str, user: str) -> str:
+    """Signed with the real secret, but valid for far longer than any token may be."""
+    now = int(time.time())
+    return jwt.encode(claims(user, iat=now, exp=now + 317 * 365 * 86400), secret,
+                      algorithm="HS256")
+
+
+def lives_too_long_without_iat(secret: str, user: str) -> str:
+    return jwt.encode(claims(user, iat=None, exp=int(time.time()) + 31 * 86400), secret,
+                      algorithm="HS256")
+
+
+def exp_not_a_number(secret: str, user: str) -> str:
+    return jwt.encode(claims(user, exp="tomorrow"), secret, algorithm="HS256")
+
+
 def rs256_header_hmac_with_secret(secret: str, user: str) -> str:
     """HS/RS confusion: the header says RS256, the signature is an HMAC with the real secret."""
     return hand_made({"alg": "RS256", "typ": "JWT"}, claims(user), secret)
@@ -116,7 +145,9 @@ FORGERIES: dict[str, Forger] = {
     forger.__name__: forger
     for forger in (
         alg_none, alg_none_signed, wrong_secret, expired, without_exp, without_sub, empty_sub,
-        numeric_sub, rs256_header_hmac_with_secret, rs256_header_hmac_with_public_key,
+        numeric_sub, sub_with_nul, sub_with_newline, sub_too_long, lives_317_years,
+        lives_too_long_without_iat, exp_not_a_number, rs256_header_hmac_with_secret,
+        rs256_header_hmac_with_public_key,
         other_hmac_algorithm, garbage, sub_swapped_after_signing, truncated_signature,
     )
 }

@@ -168,8 +168,17 @@ class PrivatePostgres:
         _as_postgres([ctl, "-D", str(self.data_dir), "-l", str(self.log), "-w", *args])
 
     def start(self) -> None:
+        (self.data_dir / "standby.signal").unlink(missing_ok=True)
         self._ctl("-o", f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1",
                   "start")
+
+    def start_refusing(self) -> None:
+        """Start as a standby with hot standby off: it stays up, answering every connection
+        with "the database system is not accepting connections" (SQLSTATE 57P03, the error
+        of a server that is still starting up), until stopped and started normally."""
+        (self.data_dir / "standby.signal").write_text("")
+        self._ctl("-o", f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 "
+                        "-c hot_standby=off", "start")
 
     def stop(self) -> None:
         self._ctl("-m", "fast", "stop")

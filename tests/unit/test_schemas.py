@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tocsin.api.schemas import PublishBody, ReadAllBody, UserBody
+from tocsin.api.schemas import MAX_DATA_DEPTH, PublishBody, ReadAllBody, UserBody
 
 
 def publish(**fields: Any) -> PublishBody:
@@ -82,7 +82,7 @@ def deep(depth: int) -> Any:
 
 @pytest.mark.parametrize("data", [
     {}, {"n": 2**63 - 1, "neg": -(2**63)}, {"f": 1.5, "list": [None, True, "x"]},
-    {"unicode": "é ✓ \U0001f514"}, {"deep": deep(100)},
+    {"unicode": "é ✓ \U0001f514"}, {"deep": deep(MAX_DATA_DEPTH - 2)},  # 32 levels
 ])
 def test_storable_data_is_kept(data: dict[str, Any]) -> None:
     assert publish(data=data).data == data
@@ -91,6 +91,7 @@ def test_storable_data_is_kept(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize("data", [
     {"n": 2**64}, {"f": float("nan")}, {"f": float("inf")}, {"s": "a\x00b"}, {"k\x00": 1},
     {"list": ["ok", {"s": "\x00"}]}, {"s": "\ud800"}, {"deep": deep(300)},
+    {"deep": deep(MAX_DATA_DEPTH - 1)}, {"deep": [[deep(MAX_DATA_DEPTH - 3)]]},
 ])
 def test_unstorable_data_is_refused(data: dict[str, Any]) -> None:
     with pytest.raises(ValidationError) as raised:

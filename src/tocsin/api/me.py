@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Body, Query
 
 from tocsin.api.deps import ServicesDep, UserDep
@@ -17,6 +18,7 @@ from tocsin.api.schemas import (
     TypeStr,
     UnreadCountOut,
 )
+from tocsin.domain.encoding import notification_json, notifications_json
 from tocsin.domain.errors import InvalidInput, NotFound
 from tocsin.domain.models import ReadChange
 
@@ -54,7 +56,7 @@ async def list_notifications(
     page = await svc.store.list_notifications(user, limit=limit, before=before,
                                               unread_only=unread, type=type)
     return OrjsonResponse({
-        "notifications": [item.to_json() for item in page.notifications],
+        "notifications": notifications_json(page.notifications),
         "next": page.next,
         "unread_count": page.unread.count,
         "seq": page.unread.seq,
@@ -83,7 +85,7 @@ async def mark_read(notification_id: str, svc: ServicesDep, user: UserDep) -> Or
 async def get_notification(notification_id: str, svc: ServicesDep, user: UserDep
                            ) -> OrjsonResponse:
     found = await svc.store.get_notification(user, _parse_id(notification_id))
-    return OrjsonResponse(found.to_json())
+    return OrjsonResponse(orjson.Fragment(notification_json(found)))
 
 
 @router.get("/unread-count", response_model=UnreadCountOut, summary="My unread count")

@@ -18,15 +18,21 @@ from pydantic import (
     model_validator,
 )
 
+from tocsin.domain.identifiers import USER_ID_MAX_LENGTH, USER_ID_PATTERN
+
 Channel = Literal["web", "email", "push"]
 UserIdStr = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+    str, StringConstraints(min_length=1, max_length=USER_ID_MAX_LENGTH, pattern=USER_ID_PATTERN)
 ]
 TypeStr = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 ]
 #: The largest seq a client may name: the store keeps seqs as signed 64-bit integers.
 MAX_SEQ = 2**63 - 1
+#: How deeply `data` may nest objects and arrays (`{"a": 1}` is 1 level, `{"a": [1]}` 2).
+#: Far below what any JSON encoder or database refuses, so whatever is accepted can always be
+#: stored, listed and streamed back, wrapped in the envelopes around it.
+MAX_DATA_DEPTH = 32
 
 
 def _no_nul(value: str) -> str:
@@ -64,25 +70,28 @@ def _aware(value: datetime) -> datetime:
 
 
 def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
-    """Refuse what the store cannot keep as sent: integers beyond 64 bits, NaN and Infinity,
-    lone surrogates, NUL characters, nesting deeper than the JSON encoder allows."""
-    try:
-        orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:
-        raise ValueError(f"is not storable JSON: {exc}") from None
-    pending: list[Any] = [value]
+    """Refuse what the store cannot keep and serve back as sent: nesting deeper than
+    `MAX_DATA_DEPTH`, integers beyond 64 bits, NaN and Infinity, lone surrogates, NUL."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
+        if isinstance(item, dict | list) and depth > MAX_DATA_DEPTH:
+            raise ValueError(f"nests objects and arrays more than {MAX_DATA_DEPTH} levels deep "
+                             f"(the limit is {MAX_DATA_DEPTH})")
         if isinstance(item, dict):
             for key, inner in item.items():
                 _no_nul(key)
-                pending.append(inner)
+                pending.append((inner, depth + 1))
         elif isinstance(item, list):
-            pending.extend(item)
+            pending.extend((inner, depth + 1) for inner in item)
         elif isinstance(item, str):
             _no_nul(item)
         elif isinstance(item, float) and not math.isfinite(item):
             raise ValueError("must not contain NaN or Infinity (they are not JSON)")
+    try:
+        orjson.dumps(value)  # what is left: integers beyond 64 bits, lone surrogates
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"is not storable JSON: {exc}") from None
     return value
 
 

@@ -8,11 +8,13 @@ from fastapi import APIRouter, Path
 
 from tocsin.api.deps import PublisherDep, ServicesDep
 from tocsin.api.schemas import UserBody, UserResponse
+from tocsin.domain.identifiers import USER_ID_MAX_LENGTH, USER_ID_PATTERN
 from tocsin.domain.models import UserProfile
 
 router = APIRouter(tags=["publisher"])
 
-UserIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+UserIdPath = Annotated[str, Path(min_length=1, max_length=USER_ID_MAX_LENGTH,
+                                 pattern=USER_ID_PATTERN)]
 
 
 @router.put("/v1/users/{user_id}", response_model=UserResponse, summary="Create or update a user")

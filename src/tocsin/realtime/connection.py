@@ -23,6 +23,7 @@ from tocsin.realtime.events import Event
 from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.hub import Hub
 from tocsin.realtime.session import (
+    INTERNAL_ERROR,
     TRY_AGAIN_LATER,
     Action,
     Close,
@@ -188,14 +189,18 @@ class Connection:
                 self._ops_room.set()
 
     async def _fetch(self, action: Fetch) -> None:
+        # Whatever goes wrong, the stream ends with a close code the client acts on (reconnect
+        # with its last seq): a failed replay must never leave it open and silent.
         try:
             found = await self._svc.store.notifications_after(self.user_id, action.after,
                                                               action.limit)
+            self._apply(self.session.fetched(found), counted=False)
         except TocsinError as exc:
             log.warning("replay for user %s failed: %s", self.user_id, exc.message)
             self._apply(self.session.close(TRY_AGAIN_LATER, "store unavailable; reconnect"))
-            return
-        self._apply(self.session.fetched(found), counted=False)
+        except Exception:
+            log.exception("replay for user %s failed", self.user_id)
+            self._apply(self.session.close(INTERNAL_ERROR, "replay failed; reconnect later"))
 
     async def _mark(self, action: MarkRead) -> None:
         store, now = self._svc.store, self._svc.clock.now()

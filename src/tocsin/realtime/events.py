@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from tocsin.domain.encoding import notification_json
 from tocsin.domain.models import Notification, ReadChange, UnreadCount
 
 
@@ -58,7 +59,7 @@ class Event:
 
 
 def notification_event(notification: Notification) -> Event:
-    return Event.of("notification", notification.to_json(), notification.seq)
+    return Event("notification", notification_json(notification), notification.seq)
 
 
 def unread_event(unread: UnreadCount) -> Event:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -65,7 +64,7 @@ def check(headers: Headers, query: QueryParams, tokens: TokenAuthority, allowed:
     """Raise `Refused` or `Unauthorized`, or return who is connecting and from where."""
     if not origin_allowed(headers.get("origin"), headers.get("host"), allowed):
         raise Refused("this Origin may not open streams; see TOCSIN_ALLOWED_ORIGINS")
-    user_id, expires = tokens.verify_claims(bearer_token(headers, query))
+    claims = tokens.verify_claims(bearer_token(headers, query))
     raw_since = headers.get(since_header) if since_header else None
     since = parse_since(raw_since if raw_since is not None else query.get("since"))
-    return Handshake(user_id=user_id, since=since, expires_in=expires - time.time())
+    return Handshake(user_id=claims.user_id, since=since, expires_in=claims.expires_in)

@@ -29,6 +29,7 @@ from tocsin.realtime.events import RESYNC, Event, notification_event, unread_eve
 POLICY_VIOLATION = 1008
 UNSUPPORTED_DATA = 1003
 MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011  # the server failed; reconnect with the last seq, with backoff
 TRY_AGAIN_LATER = 1013
 
 

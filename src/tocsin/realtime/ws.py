@@ -13,7 +13,13 @@ from tocsin.domain.errors import TocsinError
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.events import Event
 from tocsin.realtime.handshake import TooManyConnections, check
-from tocsin.realtime.session import POLICY_VIOLATION, TRY_AGAIN_LATER, UNSUPPORTED_DATA, Close
+from tocsin.realtime.session import (
+    INTERNAL_ERROR,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    UNSUPPORTED_DATA,
+    Close,
+)
 
 router = APIRouter()
 log = logging.getLogger("tocsin.realtime")
@@ -58,6 +64,10 @@ async def websocket_stream(websocket: WebSocket) -> None:
         log.warning("stream for user %s ended: %s", hello.user_id, exc.message)
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
             await websocket.close(code=TRY_AGAIN_LATER, reason=exc.code)
+    except Exception:
+        log.exception("stream for user %s failed", hello.user_id)
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await websocket.close(code=INTERNAL_ERROR, reason="internal_error")
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
