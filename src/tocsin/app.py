@@ -53,7 +53,7 @@ def build_bus(settings: Settings) -> Bus:
         return MemoryBus()
     from tocsin.bus.redis import RedisBus  # imported only when configured: an optional extra
 
-    return RedisBus(settings.bus_url)
+    return RedisBus(settings.bus_url, publish_timeout=settings.bus_publish_timeout_seconds)
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:

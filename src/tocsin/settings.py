@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         default="memory://",
         description="memory:// (one process) or redis://host:6379/0 (many processes)",
     )
+    bus_publish_timeout_seconds: float = Field(
+        default=1.0, gt=0, le=10,
+        description="Longest a publish waits for the bus after its commit; live delivery then "
+        "goes on without it (clients catch up by seq)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     api_keys: CommaList = Field(
@@ -57,6 +62,14 @@ class Settings(BaseSettings):
     allowed_origins: CommaList = Field(default_factory=list)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Request body limit")
+    http_head_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300,
+        description="A request's line and headers must arrive within this (else 408)",
+    )
+    max_url_bytes: int = Field(default=8192, ge=1024, le=1024 * 1024,
+                               description="Longest request URL (else 414)")
+    max_header_bytes: int = Field(default=16384, ge=4096, le=1024 * 1024,
+                                  description="Largest request headers, all together (else 431)")
     max_batch_users: int = Field(default=1000, ge=1, le=10_000)
     max_list_limit: int = Field(default=100, ge=1, le=1000)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)

@@ -17,13 +17,13 @@ from tocsin.realtime.events import Event
 class Received:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, int | None, bytes]] = []
-        self.gaps = 0
+        self.gaps: list[str | None] = []
 
     def __call__(self, user_id: str, event: Event) -> None:
         self.events.append((user_id, event.name, event.seq, event.data))
 
-    def gap(self) -> None:
-        self.gaps += 1
+    def gap(self, user_id: str | None) -> None:
+        self.gaps.append(user_id)
 
     async def wait_for(self, count: int, seconds: float = 5.0) -> None:
         """Delivery may be asynchronous (another process in between): wait, bounded."""

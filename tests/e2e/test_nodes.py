@@ -169,3 +169,57 @@ async def test_several_workers_on_one_port(postgres_url: str, tmp_path: Path) ->
             await asyncio.sleep(0.1)
         assert server.output().count("Started server process") == 2
         assert server.output().count("Application startup complete") == 2
+
+
+#: The documented bound on how long a publish waits for the bus (TOCSIN_BUS_PUBLISH_TIMEOUT_
+#: SECONDS), plus room for a loaded test machine. Not a speed figure: the defect this guards
+#: against held every 202 for the bus's 5-11 s socket timeout.
+PUBLISH_BOUND = 1.0 + 2.0
+
+
+async def test_a_hung_redis_never_holds_a_publish_and_clients_catch_up(
+        postgres_url: str, tmp_path: Path) -> None:
+    users = [new_user() for _ in range(3)]
+    with private_redis() as redis:
+        async with two_nodes(postgres_url, redis.url, tmp_path) as (a, b), \
+                contextlib.AsyncExitStack() as streams:
+            watchers = []
+            for user in users:
+                for node, kind in ((a, "ws"), (b, "sse")):
+                    stream = await streams.enter_async_context(
+                        node.ws(user) if kind == "ws" else node.sse(user))
+                    await stream.expect("unread-count")
+                    watchers.append((user, stream))
+            published = {user: 0 for user in users}
+            slowest = 0.0
+            stop = asyncio.Event()
+
+            async def publisher(n: int, user: str) -> None:
+                nonlocal slowest
+                node = a if n % 2 else b
+                while not stop.is_set():
+                    started = asyncio.get_running_loop().time()
+                    await node.publish(user, title=f"#{published[user] + 1}")
+                    slowest = max(slowest, asyncio.get_running_loop().time() - started)
+                    published[user] += 1
+                    await asyncio.sleep(0.02)
+
+            tasks = [asyncio.create_task(publisher(n, user)) for n, user in enumerate(users)]
+            try:
+                await asyncio.sleep(1.0)
+                redis.pause()
+                await asyncio.sleep(7.0)  # longer than the bus's socket timeout (5 s)
+                redis.unpause()
+                await asyncio.sleep(2.0)
+            finally:
+                redis.unpause()
+                stop.set()
+                await asyncio.gather(*tasks)
+
+            assert slowest < PUBLISH_BOUND, f"a publish waited {slowest:.2f}s for the bus"
+            assert all(count > 20 for count in published.values()), published
+            assert "told to catch up" in a.process.output() + b.process.output()
+            for user, stream in watchers:
+                total = published[user]
+                got = [event.seq for event in await stream.notifications(total, timeout=60)]
+                assert got == list(range(1, total + 1)), (user, stream.label)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tocsin.bus.base import Handler
+from tocsin.bus.base import GapHandler, Handler
 from tocsin.bus.memory import MemoryBus
 from tocsin.realtime.events import Event
 from tocsin.realtime.hub import Hub
@@ -28,9 +28,9 @@ class CountingBus(MemoryBus):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, str]] = []
-        self.on_gap: Callable[[], None] | None = None
+        self.on_gap: GapHandler | None = None
 
-    def set_handler(self, handler: Handler, on_gap: Callable[[], None]) -> None:
+    def set_handler(self, handler: Handler, on_gap: GapHandler) -> None:
         self.on_gap = on_gap
         super().set_handler(handler, on_gap)
 
@@ -79,5 +79,17 @@ async def test_a_gap_upstream_resumes_every_connection() -> None:
     for tab in tabs:
         await hub.attach(tab)
     assert bus.on_gap is not None
-    bus.on_gap()
+    bus.on_gap(None)
     assert [tab.resumed for tab in tabs] == [1, 1]
+
+
+async def test_a_gap_of_one_user_resumes_only_that_users_connections() -> None:
+    bus = CountingBus()
+    hub = Hub(bus)
+    tabs = [Tab("a"), Tab("a"), Tab("b")]
+    for tab in tabs:
+        await hub.attach(tab)
+    assert bus.on_gap is not None
+    bus.on_gap("a")
+    bus.on_gap("nobody-here")
+    assert [tab.resumed for tab in tabs] == [1, 1, 0]

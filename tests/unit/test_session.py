@@ -133,12 +133,30 @@ def test_other_events_pass_straight_through_once_live() -> None:
     assert s.event(event) == [Send(event)]
 
 
-def test_resume_fetches_everything_after_the_last_delivered_seq() -> None:
+def test_resume_fetches_everything_after_the_last_delivered_seq_and_the_count() -> None:
     s = session()
     s.open(UnreadCount(0, 4))
-    assert s.resume() == [Fetch(after=4, limit=Limits().max_replay)]
+    assert s.resume() == [Fetch(after=4, limit=Limits().max_replay, recount=True)]
     assert s.resume() == []  # already fetching
-    assert seqs(s.fetched([note(5), note(6)])) == [5, 6]
+    actions = s.fetched([note(5), note(6)], UnreadCount(2, 6, 9))
+    assert seqs(actions) == [5, 6]
+    assert [a.event.name for a in actions if isinstance(a, Send)] == [
+        "notification", "notification", "unread-count"]
+    last = actions[-1]
+    assert isinstance(last, Send)
+    assert orjson.loads(last.event.data) == {"count": 2, "seq": 6, "version": 9}
+
+
+def test_resume_past_what_one_replay_holds_is_a_resync() -> None:
+    s = session(max_replay=2)
+    s.open(UnreadCount(0, 4))
+    (fetch,) = s.resume()
+    assert fetch == Fetch(after=4, limit=2, recount=True)
+    actions = s.fetched([note(5), note(6)], UnreadCount(5, 9))
+    assert [a.event.name for a in actions if isinstance(a, Send)] == [
+        "notification", "notification", "resync", "unread-count"]
+    assert s.last == 9
+    assert seqs(s.event(live(10))) == [10]
 
 
 def test_too_many_buffered_events_close_the_stream_as_too_slow() -> None:

@@ -9,6 +9,8 @@ from tocsin.realtime.events import Event
 
 #: Called by the bus, on the event loop, for each event of a user this node subscribed to.
 Handler = Callable[[str, Event], None]
+#: Called when events may have been lost: for one user, or for every user (None).
+GapHandler = Callable[[str | None], None]
 
 
 class Bus(Protocol):
@@ -19,16 +21,21 @@ class Bus(Protocol):
     - Events published for one user by one publisher arrive at each subscribed node in the
       order they were published. Events from different publishers may interleave in any order
       (clients reorder notifications by `seq`).
-    - Delivery is at most once. The store is the truth: a node that may have missed events
-      (for instance after a reconnect) calls `on_gap`, and its connections recover by `seq`.
+    - Delivery is at most once. The store is the truth: when events may have been lost, the
+      bus calls `on_gap` on every node where they could be missing (with the user, or None for
+      every user, after a reconnect), and those connections recover by `seq`. An event a
+      publisher could not hand over is such a loss too: once the bus answers again, its user's
+      subscribers are told of the gap.
     - `publish` never raises for a missing subscriber, and a failure to reach the bus is
       logged, not raised: a committed notification is never reported as failed because live
       push could not be attempted.
+    - `publish` returns within its bound (`publish_timeout`, one second by default) whatever
+      the state of the bus: a hung bus never holds back the acknowledgement of a commit.
     - A node receives only the users it subscribed to; `subscribe` returns once events
       published afterwards will be delivered.
     """
 
-    def set_handler(self, handler: Handler, on_gap: Callable[[], None]) -> None:
+    def set_handler(self, handler: Handler, on_gap: GapHandler) -> None:
         """Where this node's events go, and what to call when events may have been lost."""
 
     async def start(self) -> None:

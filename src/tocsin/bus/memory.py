@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from tocsin.bus.base import Handler
+from tocsin.bus.base import GapHandler, Handler
 from tocsin.realtime.events import Event
 
 
@@ -15,7 +15,7 @@ class MemoryBus:
         self._handler: Handler | None = None
         self._users: set[str] = set()
 
-    def set_handler(self, handler: Handler, on_gap: Callable[[], None]) -> None:
+    def set_handler(self, handler: Handler, on_gap: GapHandler) -> None:
         self._handler = handler
 
     async def start(self) -> None:

@@ -192,9 +192,11 @@ class Connection:
         # Whatever goes wrong, the stream ends with a close code the client acts on (reconnect
         # with its last seq): a failed replay must never leave it open and silent.
         try:
-            found = await self._svc.store.notifications_after(self.user_id, action.after,
-                                                              action.limit)
-            self._apply(self.session.fetched(found), counted=False)
+            store = self._svc.store
+            found = await store.notifications_after(self.user_id, action.after, action.limit)
+            # Read after the notifications, so the count is valid at least at their seqs.
+            unread = await store.unread_count(self.user_id) if action.recount else None
+            self._apply(self.session.fetched(found, unread), counted=False)
         except TocsinError as exc:
             log.warning("replay for user %s failed: %s", self.user_id, exc.message)
             self._apply(self.session.close(TRY_AGAIN_LATER, "store unavailable; reconnect"))

@@ -28,7 +28,7 @@ class Hub:
         self._bus = bus
         self._by_user: dict[str, set[Listener]] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        bus.set_handler(self._dispatch, self._resume_all)
+        bus.set_handler(self._dispatch, self._resume)
 
     @property
     def connections(self) -> int:
@@ -65,7 +65,12 @@ class Hub:
         for listener in tuple(self._by_user.get(user_id, ())):
             listener.deliver(event)
 
-    def _resume_all(self) -> None:
-        for listeners in tuple(self._by_user.values()):
+    def _resume(self, user_id: str | None) -> None:
+        """Events of `user_id` (of everyone, for None) may have been lost: catch up."""
+        if user_id is None:
+            groups = tuple(self._by_user.values())
+        else:
+            groups = (self._by_user.get(user_id, set()),)
+        for listeners in groups:
             for listener in tuple(listeners):
                 listener.resume()

@@ -41,10 +41,12 @@ class Send:
 @dataclass(frozen=True, slots=True)
 class Fetch:
     """Load the user's notifications with seq > `after` (at most `limit`), then call
-    `Session.fetched` with them."""
+    `Session.fetched` with them; with `recount`, read the user's count after them and pass it
+    along (`Session.fetched(found, unread)`)."""
 
     after: int
     limit: int
+    recount: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class Session:
     _held: dict[int, Event] = field(default_factory=dict)
     _gap_deadline: float | None = None
     _fetching: bool = False
+    _fetch_limit: int = 0
     _next_heartbeat: float = 0.0
 
     def __post_init__(self) -> None:
@@ -116,8 +119,7 @@ class Session:
         self.last = since
         if unread.seq == since:
             return actions + self._go_live()
-        self._fetching = True
-        return [*actions, Fetch(after=since, limit=unread.seq - since)]
+        return [*actions, self._fetch(after=since, limit=unread.seq - since)]
 
     def _go_live(self) -> list[Action]:
         self.live = True
@@ -169,8 +171,14 @@ class Session:
         self._gap_deadline = None if not self._held else self._gap_deadline
         return actions
 
-    def fetched(self, notifications: list[Notification]) -> list[Action]:
-        """The store's answer to `Fetch`, oldest first."""
+    def _fetch(self, after: int, limit: int, recount: bool = False) -> Fetch:
+        self._fetching = True
+        self._fetch_limit = limit
+        return Fetch(after=after, limit=limit, recount=recount)
+
+    def fetched(self, notifications: list[Notification], unread: UnreadCount | None = None
+                ) -> list[Action]:
+        """The store's answer to `Fetch`, oldest first (and the count, when asked for)."""
         self._fetching = False
         if self.closed:
             return []
@@ -179,6 +187,12 @@ class Session:
             if item.seq == self.last + 1:
                 self.last = item.seq
                 actions.append(Send(notification_event(item)))
+        if unread is not None:
+            if len(notifications) >= self._fetch_limit and unread.seq > self.last:
+                # More was missed than one replay holds: the client starts afresh.
+                self.last = unread.seq
+                actions.append(Send(RESYNC))
+            actions.append(Send(unread_event(unread)))
         actions += self._release_held()
         if self._held:  # still a gap (should not happen: seqs commit in order); wait again
             self._gap_deadline = self.now + self.limits.gap_timeout
@@ -209,17 +223,16 @@ class Session:
             actions.append(Heartbeat())
         if self._gap_deadline is not None and now >= self._gap_deadline and not self._fetching:
             self._gap_deadline = None
-            self._fetching = True
             held_top = max(self._held, default=self.last)
-            actions.append(Fetch(after=self.last, limit=max(held_top - self.last, 1)))
+            actions.append(self._fetch(after=self.last, limit=max(held_top - self.last, 1)))
         return actions
 
     def resume(self) -> list[Action]:
-        """Events may have been lost upstream (the bus reconnected): catch up from the store."""
+        """Events may have been lost upstream (the bus reconnected, or could not carry them):
+        catch up from the store, notifications and the count alike."""
         if self.closed or not self.live or self._fetching:
             return []
-        self._fetching = True
-        return [Fetch(after=self.last, limit=self.limits.max_replay)]
+        return [self._fetch(after=self.last, limit=self.limits.max_replay, recount=True)]
 
     # -- client messages -----------------------------------------------------------------------
 
