@@ -24,6 +24,7 @@ from tocsin.auth.secrets_file import beside_database, resolve_jwt_secret
 from tocsin.auth.tokens import TokenAuthority
 from tocsin.clock import SystemClock
 from tocsin.domain.errors import TocsinError
+from tocsin.server.options import uvicorn_options
 from tocsin.settings import Settings, load_settings
 from tocsin.store.outbox import SqlOutbox
 from tocsin.store.sql import SqlStore
@@ -123,17 +124,7 @@ def serve(
     console.print("user token:    tocsin token --user <id>   (or POST /v1/tokens)")
     if settings.demo:
         console.print(f"demo page:     [bold]{url}/[/bold]  (user 'demo'; for local use only)")
-    options: dict[str, Any] = {
-        "host": settings.host, "port": settings.port, "log_level": log_level,
-        "server_header": False, "proxy_headers": True,
-        # WebSocket keep-alive pings find dead peers; frames over the limit close with 1009.
-        "ws_ping_interval": settings.heartbeat_seconds,
-        "ws_ping_timeout": settings.heartbeat_seconds,
-        "ws_max_size": settings.ws_max_frame_bytes,
-        # Open streams do not end by themselves: give them this long, then close them (clients
-        # resume by seq on another node).
-        "timeout_graceful_shutdown": 5,
-    }
+    options = uvicorn_options(settings, log_level)
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
         return
