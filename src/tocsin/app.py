@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from tocsin import __version__
-from tocsin.api import admin, demo, errors, health, me, publish, tokens, users
+from tocsin.api import admin, demo, errors, health, me, openapi, publish, tokens, users
 from tocsin.api.body_limit import BodyLimit
 from tocsin.api.deps import Services
 from tocsin.api.responses import OrjsonResponse
@@ -169,6 +169,7 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
             max_age=600,
         )
     errors.install(app)
+    openapi.install(app, settings)
     for module in (publish, tokens, users, me, sse, ws, admin, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(packages=[("tocsin", "web")]), name="static")

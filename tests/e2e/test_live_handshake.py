@@ -136,6 +136,12 @@ async def foreign_origins_and_bad_cursors_are_refused(server: LiveServer) -> Non
         status, body = await sse_refused(server.url, token, query={"since": bad})
         assert status == 403, (bad, body)
         assert_error(body, "forbidden")
+    # An empty ?since= is a malformed cursor; an empty Last-Event-ID (a browser that has seen
+    # no id yet) is no cursor at all.
+    assert await ws_refused(server.url, token, query={"since": ""}) == 403
+    assert (await sse_refused(server.url, token, query={"since": ""}))[0] == 403
+    async with server.sse(user, headers={"Last-Event-ID": ""}) as sse:
+        await sse.expect("unread-count")
     # The refusals left nothing behind: a good cursor still connects.
     async with server.ws(user, since=0) as ws:
         await ws.expect("unread-count")

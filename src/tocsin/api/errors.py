@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from tocsin.api.responses import error_response
 from tocsin.domain.errors import StoreUnavailable, TocsinError, Unauthorized
@@ -37,10 +38,27 @@ async def _tocsin_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; a path served by several
+        # routes (GET and PUT /v1/users/{id}) supports the methods of all of them.
+        allowed = _methods_at(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
     return error_response(exc.status_code, _CODES.get(exc.status_code, "error"), message,
-                          headers=dict(exc.headers) if exc.headers else None)
+                          headers=headers or None)
+
+
+def _methods_at(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        pattern = getattr(route, "path_regex", None)
+        if isinstance(route, BaseRoute) and pattern is not None and \
+                pattern.match(request.url.path):
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tocsin.api.deps import ServicesDep
+from tocsin.api.openapi import errors
 from tocsin.api.responses import OrjsonResponse, error_response
 
 router = APIRouter(tags=["operations"])
@@ -15,7 +16,8 @@ async def healthz() -> OrjsonResponse:
     return OrjsonResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="The store and the bus answer (503 otherwise)")
+@router.get("/readyz", summary="The store and the bus answer (503 otherwise)",
+            responses=errors(503))
 async def readyz(svc: ServicesDep) -> OrjsonResponse:
     await svc.store.ping()
     try:

@@ -9,10 +9,12 @@ import orjson
 from fastapi import APIRouter, Body, Query
 
 from tocsin.api.deps import ServicesDep, UserDep
+from tocsin.api.openapi import AUTHENTICATED, WITH_BODY, errors
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.schemas import (
     MAX_SEQ,
     NotificationList,
+    NotificationOut,
     ReadAllBody,
     ReadResult,
     TypeStr,
@@ -22,7 +24,7 @@ from tocsin.domain.encoding import notification_json, notifications_json
 from tocsin.domain.errors import InvalidInput, NotFound
 from tocsin.domain.models import ReadChange
 
-router = APIRouter(prefix="/v1/me", tags=["user"])
+router = APIRouter(prefix="/v1/me", tags=["user"], responses=errors(*AUTHENTICATED))
 
 
 def _parse_id(raw: str) -> uuid.UUID:
@@ -40,7 +42,7 @@ def _read_result(change: ReadChange) -> OrjsonResponse:
 
 
 @router.get("/notifications", response_model=NotificationList,
-            summary="List my notifications, newest first")
+            summary="List my notifications, newest first", responses=errors(422))
 async def list_notifications(
     svc: ServicesDep,
     user: UserDep,
@@ -64,7 +66,8 @@ async def list_notifications(
     })
 
 
-@router.post("/notifications/read-all", response_model=ReadResult, summary="Mark all read")
+@router.post("/notifications/read-all", response_model=ReadResult, summary="Mark all read",
+             responses=errors(*WITH_BODY))
 async def mark_all_read(svc: ServicesDep, user: UserDep,
                         body: Annotated[ReadAllBody | None, Body()] = None) -> OrjsonResponse:
     up_to = body.seq if body is not None else None
@@ -74,14 +77,15 @@ async def mark_all_read(svc: ServicesDep, user: UserDep,
 
 
 @router.post("/notifications/{notification_id}/read", response_model=ReadResult,
-             summary="Mark one read")
+             summary="Mark one read", responses=errors(404))
 async def mark_read(notification_id: str, svc: ServicesDep, user: UserDep) -> OrjsonResponse:
     change = await svc.store.mark_read(user, _parse_id(notification_id), svc.clock.now())
     await svc.realtime.fanout.read_changed(user, change)
     return _read_result(change)
 
 
-@router.get("/notifications/{notification_id}", summary="One of my notifications")
+@router.get("/notifications/{notification_id}", summary="One of my notifications",
+            response_model=NotificationOut, responses=errors(404))
 async def get_notification(notification_id: str, svc: ServicesDep, user: UserDep
                            ) -> OrjsonResponse:
     found = await svc.store.get_notification(user, _parse_id(notification_id))

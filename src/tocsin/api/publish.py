@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from tocsin.api.deps import PublisherDep, ServicesDep
+from tocsin.api.openapi import AUTHENTICATED, WITH_BODY, errors
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.schemas import PublishBody, PublishResponse
 from tocsin.pipeline.publish import PublishRequest
@@ -25,8 +26,7 @@ IdempotencyKey = Annotated[
     status_code=202,
     response_model=PublishResponse,
     summary="Notify one user or many",
-    responses={409: {"description": "same Idempotency-Key still in flight"},
-               422: {"description": "invalid body, or Idempotency-Key reused with another body"}},
+    responses=errors(*AUTHENTICATED, *WITH_BODY, 409),
 )
 async def publish(body: PublishBody, svc: ServicesDep, who: PublisherDep,
                   idempotency_key: IdempotencyKey = None) -> OrjsonResponse:

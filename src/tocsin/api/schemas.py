@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     StringConstraints,
     model_validator,
 )
@@ -95,6 +96,11 @@ def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+#: The shape of an IANA zone name (`UTC`, `Europe/Paris`, `America/Argentina/Buenos_Aires`,
+#: `Etc/GMT+5`); the name must also be a zone this server knows.
+TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+
+
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -170,7 +176,7 @@ class TokenBody(_Body):
         "examples": [{"user_id": "u_42", "ttl_seconds": 3600}]})
 
     user_id: UserIdStr
-    ttl_seconds: int = Field(default=3600, ge=60)
+    ttl_seconds: StrictInt = Field(default=3600, ge=60)
 
 
 class TokenResponse(BaseModel):
@@ -189,7 +195,7 @@ class UserBody(_Body):
     name: Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_nul)] | None = None
     locale: Annotated[str, StringConstraints(
         max_length=35, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")] | None = None
-    timezone: Annotated[str, StringConstraints(max_length=64),
+    timezone: Annotated[str, StringConstraints(max_length=64, pattern=TIMEZONE_PATTERN),
                         AfterValidator(_timezone)] | None = None
 
 
@@ -233,7 +239,7 @@ class UnreadCountOut(BaseModel):
 class ReadAllBody(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seq": 41}]})
 
-    seq: int | None = Field(
+    seq: StrictInt | None = Field(
         default=None, ge=0, le=MAX_SEQ,
         description="mark read only up to this seq (the newest the client has shown); "
                     "default: the newest committed when the request starts",

@@ -5,13 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tocsin.api.deps import PublisherDep, ServicesDep
+from tocsin.api.openapi import AUTHENTICATED, WITH_BODY, errors
 from tocsin.api.schemas import TokenBody, TokenResponse
 from tocsin.domain.errors import InvalidInput
 
 router = APIRouter(tags=["publisher"])
 
 
-@router.post("/v1/tokens", response_model=TokenResponse, summary="Mint a user token")
+@router.post("/v1/tokens", response_model=TokenResponse, summary="Mint a user token",
+             responses=errors(*AUTHENTICATED, *WITH_BODY))
 async def mint_token(body: TokenBody, svc: ServicesDep, who: PublisherDep) -> TokenResponse:
     limit = svc.settings.max_token_ttl_seconds
     if body.ttl_seconds > limit:

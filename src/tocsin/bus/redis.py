@@ -65,9 +65,11 @@ class RedisBus:
         # The sender is the only user of this client, and it never retries by itself: a failed
         # write is a loss to report, not something to repeat seconds late.
         self._publisher: Redis = Redis.from_url(url, socket_connect_timeout=2,
-                                                socket_timeout=5, retry=Retry(NoBackoff(), 0))
+                                                socket_timeout=5, retry=Retry(NoBackoff(), 0),
+                                                client_name="tocsin-publisher")
         self._subscriber: Redis = Redis.from_url(url, socket_connect_timeout=2,
-                                                 retry=Retry(NoBackoff(), 0))
+                                                 retry=Retry(NoBackoff(), 0),
+                                                 client_name="tocsin-subscriber")
         self._publish_timeout = publish_timeout
         self._max_queued = max_queued
         self._queue: list[tuple[str, bytes]] = []

@@ -50,7 +50,7 @@ def bearer_token(headers: Headers, query: QueryParams) -> str:
 
 
 def parse_since(raw: str | None) -> int | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     # ASCII digits only: str.isdigit() is true of other scripts' digits too, and of
     # superscripts, which int() then refuses (a 500 for bad input).
@@ -65,6 +65,8 @@ def check(headers: Headers, query: QueryParams, tokens: TokenAuthority, allowed:
     if not origin_allowed(headers.get("origin"), headers.get("host"), allowed):
         raise Refused("this Origin may not open streams; see TOCSIN_ALLOWED_ORIGINS")
     claims = tokens.verify_claims(bearer_token(headers, query))
-    raw_since = headers.get(since_header) if since_header else None
+    # An empty Last-Event-ID is what a browser sends before it has seen an id: no cursor. An
+    # empty `?since=` is a client's mistake, refused like any other malformed cursor.
+    raw_since = (headers.get(since_header) or None) if since_header else None
     since = parse_since(raw_since if raw_since is not None else query.get("since"))
     return Handshake(user_id=claims.user_id, since=since, expires_in=claims.expires_in)

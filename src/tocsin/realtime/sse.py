@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from tocsin.api.openapi import errors
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.events import Event
 from tocsin.realtime.handshake import check
@@ -80,6 +81,7 @@ class EventStream(Response):
     response_description="text/event-stream: `notification` (with `id: <seq>`), `unread-count`, "
     "`read`, `read-all`, `resync`",
     response_class=Response,
+    responses=errors(401, 403, 429, 503),
     openapi_extra={
         "security": [{"UserToken": []}],
         "parameters": [
