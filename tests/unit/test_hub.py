@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from tocsin.bus.base import GapHandler, Handler
 from tocsin.bus.memory import MemoryBus
