@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from tocsin import __version__
-from tocsin.api import admin, demo, errors, health, me, publish, tokens, users
+from tocsin.api import admin, demo, docs, errors, health, me, publish, tokens, users
 from tocsin.api.body_limit import BodyLimit
 from tocsin.api.deps import Services
 from tocsin.api.responses import OrjsonResponse
@@ -155,6 +155,8 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
         summary="Live notifications: stored first, pushed at once, caught up exactly.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        # Served by api/docs.py with the viewers' files from this package, not from a CDN.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.services = services
@@ -170,6 +172,7 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
     errors.install(app)
     for module in (publish, tokens, users, me, sse, ws, admin, health):
         app.include_router(module.router)
+    docs.install(app)
     app.mount("/static", StaticFiles(packages=[("tocsin", "web")]), name="static")
     if settings.demo:
         app.include_router(demo.router)
