@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.support.browser import TIMEOUT_MS
 from tests.support.server import ServerProcess, tocsin_env, tocsin_server
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ async def offline_page(browser: Browser, server: ServerProcess, blocked: list[st
     """A tab in which every request to anywhere but the server fails, as on a machine
     without internet access; what it tried to reach is recorded in `blocked`."""
     context = await browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
     ours = urlsplit(server.url).netloc
 
     async def only_the_server(route: Route) -> None:
@@ -39,6 +41,11 @@ async def offline_page(browser: Browser, server: ServerProcess, blocked: list[st
             await route.abort("internetdisconnected")
 
     await context.route("**/*", only_the_server)
+    # What the page's Content-Security-Policy refused: such a request never reaches the network.
+    await context.add_init_script(
+        "window.__refused = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " (event) => window.__refused.push(event.blockedURI));")
     page = await context.new_page()
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     return page
@@ -77,6 +84,11 @@ async def test_redoc_renders_the_operations_offline(browser: Browser,
                                'publish_v1_notifications_post"]')
         await expect(publish.get_by_role("heading", name="Notify one user or many")
                      ).to_be_visible()
+        # ReDoc 2 shows its maker's logo from cdn.redoc.ly once its menu is up. Wait for the
+        # browser to refuse it, so the check below cannot pass only because it was not yet
+        # asked for.
+        await page.wait_for_function(
+            "window.__refused.some((url) => url.startsWith('https://cdn.redoc.ly/'))")
     finally:
         await page.context.close()
     assert blocked == []

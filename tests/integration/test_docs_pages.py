@@ -40,6 +40,9 @@ async def test_docs_pages_load_everything_from_this_server(
     response = await client.get(page)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/html")
+    # What the viewers' own scripts might fetch from elsewhere, the browser refuses.
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "img-src 'self' data:" in policy
     # No absolute URL at all: a CDN, a font service or a validator would each be one.
     assert re.findall(r"(?:https?:)?//[\w.-]+", response.text) == []
     found = references(response.text)
