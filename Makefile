@@ -17,8 +17,10 @@ install: $(STAMP)
 run: $(STAMP)  ## start the embedded server (SQLite) with the demo page
 	$(BIN)/tocsin serve --demo
 
+# -v: one line per test as it finishes, so a run of several minutes shows what it is doing
+# (pyproject.toml adds the count done so far and, at the end, the slowest tests).
 test: $(STAMP)  ## the whole suite (PostgreSQL tests skip, and say so, where it is missing)
-	$(BIN)/pytest
+	$(BIN)/pytest -v
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,13 +11,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
-from fastapi.staticfiles import StaticFiles
 
 from tocsin import __version__
-from tocsin.api import admin, demo, errors, health, me, openapi, publish, tokens, users
+from tocsin.api import admin, demo, docs, errors, health, me, openapi, publish, tokens, users
 from tocsin.api.body_limit import BodyLimit
 from tocsin.api.deps import Services
 from tocsin.api.responses import OrjsonResponse
+from tocsin.api.static import PublicStaticFiles
 from tocsin.auth.keys import KeyVerifier
 from tocsin.auth.secrets_file import resolve_jwt_secret
 from tocsin.auth.tokens import TokenAuthority
@@ -156,6 +156,8 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
         summary="Live notifications: stored first, pushed at once, caught up exactly.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        # Served by api/docs.py with the viewers' files from this package, not from a CDN.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.services = services
@@ -172,7 +174,8 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
     openapi.install(app, settings)
     for module in (publish, tokens, users, me, sse, ws, admin, health):
         app.include_router(module.router)
-    app.mount("/static", StaticFiles(packages=[("tocsin", "web")]), name="static")
+    docs.install(app)
+    app.mount("/static", PublicStaticFiles(packages=[("tocsin", "web")]), name="static")
     if settings.demo:
         app.include_router(demo.router)
     else:

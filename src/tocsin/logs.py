@@ -1,9 +1,16 @@
-"""Logging: uvicorn's access and WebSocket logs without query strings (they can carry
-`?token=`)."""
+"""Logging: Tocsin's own loggers on stderr beside uvicorn's, and uvicorn's access and WebSocket
+logs without query strings (they can carry `?token=`)."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import logging.config
+from typing import Any
+
+#: Every logger of the package is a child of this one (`tocsin.worker`, `tocsin.api`, …).
+ROOT_LOGGER = "tocsin"
+LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class QueryStringFilter(logging.Filter):
@@ -26,3 +33,35 @@ def install_access_log_filter() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, QueryStringFilter) for f in logger.filters):
             logger.addFilter(QueryStringFilter())
+
+
+def logging_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging configuration, plus the `tocsin` loggers in the same format on stderr.
+
+    uvicorn configures only its own loggers, so without this a failed email or a new dead letter
+    would be logged nowhere. Given to uvicorn as its `log_config`, it is applied in every
+    process `--workers` starts, not only in the first."""
+    from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["tocsin"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(levelprefix)s %(name)s: %(message)s",
+        "use_colors": None,  # colours on a terminal, none in a file
+    }
+    config["handlers"]["tocsin"] = {
+        "formatter": "tocsin", "class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+    }
+    config["loggers"][ROOT_LOGGER] = {
+        "handlers": ["tocsin"], "level": LOG_LEVELS[level], "propagate": False,
+    }
+    return config
+
+
+def configure_logging(level: str = "info") -> dict[str, Any]:
+    """Apply `logging_config(level)` now (for what is logged before uvicorn starts, and for
+    `tocsin worker`, which runs no uvicorn); returns it."""
+    config = logging_config(level)
+    logging.addLevelName(5, "TRACE")  # uvicorn's extra level, which its config may name
+    logging.config.dictConfig(config)
+    return config

@@ -164,6 +164,24 @@ class Settings(BaseSettings):
         scheme = url.split(":", 1)[0].split("+", 1)[0]
         if scheme not in ("sqlite", "postgresql", "postgres"):
             raise ValueError(f"expected sqlite:///… or postgresql://…, got scheme {scheme!r}")
+        # Parsed here, by the parser the engine uses, so a malformed URL is a one-line setting
+        # error at start rather than a traceback from deep inside the first connection.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        sqlite_forms = "sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        # Only a SQLite URL is repeated in the message: another may hold a password.
+        shown = f"{url!r}" if scheme == "sqlite" else "the URL"
+        try:
+            parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+        except ArgumentError:
+            expected = sqlite_forms if scheme == "sqlite" else "postgresql://user@host:5432/db"
+            raise ValueError(f"{shown} is not a valid database URL; expected {expected}"
+                             ) from None
+        if scheme == "sqlite" and (parsed.host or parsed.username or parsed.port):
+            raise ValueError(f"{shown} names a host, which SQLite has not (three slashes "
+                             f"before a relative path, four before an absolute one); expected "
+                             f"{sqlite_forms}")
         return url
 
     @field_validator("smtp_url")
@@ -218,6 +236,21 @@ def _unknown_variables() -> list[str]:
     )
 
 
+def _check_named_config_file() -> None:
+    """A file named by TOCSIN_CONFIG must exist: ignoring a mistyped path would run the server
+    on defaults. The default `tocsin.toml` may be absent."""
+    named = os.environ.get("TOCSIN_CONFIG")
+    if named is None:
+        return
+    if not named.strip():
+        raise SettingsError("TOCSIN_CONFIG is set but empty; name a TOML file or unset it")
+    path = Path(named)
+    if not path.exists():
+        raise SettingsError(f"TOCSIN_CONFIG names {path}, which does not exist")
+    if path.is_dir():
+        raise SettingsError(f"TOCSIN_CONFIG names {path}, which is a directory, not a TOML file")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning a validation error into one message that names each bad setting.
 
@@ -225,13 +258,19 @@ def load_settings(**overrides: Any) -> Settings:
     unknown = _unknown_variables()
     if unknown:
         raise SettingsError(f"unknown setting(s) {', '.join(unknown)}; see the README's table")
+    _check_named_config_file()
     try:
         return Settings(**overrides)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"TOCSIN_CONFIG: {_config_file()} is not valid TOML: {exc}") from None
+    except OSError as exc:  # the only I/O here: reading the TOML file
+        raise SettingsError(f"TOCSIN_CONFIG: cannot read {_config_file()}: "
+                            f"{exc.strerror or exc}") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"]) or "settings"
-            problems.append(f"TOCSIN_{field.upper()}: {error['msg']}")
+            # "Value error, " is how pydantic prefixes what a validator raised: noise here.
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"TOCSIN_{field.upper()}: {message}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

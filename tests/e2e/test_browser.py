@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,51 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
+from tests.support.browser import TIMEOUT_MS
 from tests.support.client import Api
 from tests.support.server import ServerProcess, tocsin_env, tocsin_server
-from tests.support.services import missing
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, ConsoleMessage, Locator, Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-CHROMIUM = os.environ.get("TOCSIN_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-TIMEOUT_MS = 10_000  # every wait in the page; live events take milliseconds
 SCREENSHOT = Path("/tmp/tocsin-demo.png")
 DEMO_USER = "demo"
 COMMENT_TITLE = "Alice commented on your post"  # what "Someone comments" publishes
 XSS_TITLE = '<img src=x onerror="window.__xss=1">'
-
-
-def _chromium() -> str:
-    """The system's Chromium (Playwright never downloads one here)."""
-    if not Path(CHROMIUM).is_file():
-        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    return CHROMIUM
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """One Chromium for the module; each test opens its own context (its own tabs)."""
-    try:
-        from playwright.async_api import async_playwright, expect
-    except ImportError:
-        missing("Playwright is not installed (pip install -e '.[dev]')")
-    executable = _chromium()
-    expect.set_options(timeout=TIMEOUT_MS)
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=executable,
-                                                    args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 def _demo_server(database_url: str, tmp_path: Path, *args: str, **env: str

@@ -187,3 +187,43 @@ def test_worker_sends_what_is_queued_and_stops_on_sigterm(
             worker.wait()
     assert sorted(m.rcpt_tos[0] for m in received) == sorted(f"{u}@example.com" for u in users)
     assert "channels email" in log.read_text()
+
+
+def test_worker_logs_failed_attempts_and_dead_letters(
+    database_url: str, tmp_path: Path, smtp: SmtpServer
+) -> None:
+    smtp.fail("RCPT", "450 4.2.0 mailbox busy", times=None)
+    user = new_user("cli")
+
+    async def queue() -> None:
+        store = SqlStore(database_url)
+        try:
+            await store.migrate()
+            now = datetime.now(UTC)
+            await store.put_user(UserProfile(id=user, email=f"{user}@example.com"), now)
+            await publish_email(store, [user], now)
+        finally:
+            await store.close()
+
+    asyncio.run(queue())
+    env = tocsin_env(database_url, TOCSIN_SMTP_URL=smtp.url, TOCSIN_OUTBOX_MAX_ATTEMPTS="2",
+                     TOCSIN_OUTBOX_BACKOFF_BASE_SECONDS="0.01",
+                     TOCSIN_OUTBOX_BACKOFF_CAP_SECONDS="0.01")
+    log = tmp_path / "worker.log"
+    with log.open("wb") as sink:
+        worker = subprocess.Popen([sys.executable, "-m", "tocsin", "worker"], env=env,
+                                  cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "dead letter" in log.read_text(), timeout=30)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    lines = log.read_text().splitlines()
+    [failed] = [line for line in lines if "failed, attempt" in line]
+    [dead] = [line for line in lines if "dead letter" in line]
+    assert failed.startswith("WARNING:") and "attempt 1 of 2" in failed
+    assert "mailbox busy" in failed and "next attempt at" in failed
+    assert dead.startswith("ERROR:") and "attempt 2 of 2" in dead

@@ -33,3 +33,15 @@ async def test_preflight_answers_only_listed_origins(store: SqlStore, origins: l
     else:
         assert "access-control-allow-origin" not in response.headers
         assert "access-control-allow-origin" not in simple.headers
+
+
+@pytest.mark.parametrize("origins", [[ALLOWED], []])
+async def test_the_widget_script_loads_on_any_origin(store: SqlStore, origins: list[str]) -> None:
+    """A module script from another origin is fetched in CORS mode: were it refused, the
+    widget could not tell a refused page which setting to change."""
+    async with running_api(store, allowed_origins=origins) as api:
+        response = await api.client.get("/static/tocsin.js",
+                                        headers={"Origin": "https://elsewhere.example"})
+    assert response.status_code == 200
+    assert "javascript" in response.headers["content-type"]
+    assert response.headers["access-control-allow-origin"] == "*"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.client import settings_for
 from tests.support.services import private_redis
+from tocsin.app import create_app
 from tocsin.bus.redis import RedisBus
 from tocsin.realtime.events import Event
 
@@ -92,3 +96,26 @@ async def test_events_a_publisher_could_not_send_become_a_gap_for_their_users() 
             assert gaps == ["alice"]  # bob lost nothing and is told nothing
         finally:
             await bus.close()
+
+
+async def test_readyz_names_the_bus_while_redis_is_down(tmp_path: Path) -> None:
+    """What docs/api.md promises: 503 `bus_unavailable` with Retry-After, then ready again."""
+    with private_redis() as server:
+        app = create_app(settings_for(f"sqlite:///{tmp_path / 'tocsin.db'}"),
+                         bus=RedisBus(server.url))
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://tocsin.test"
+        ) as client:
+            ready = await client.get("/readyz")
+            assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+            server.kill()
+            down = await client.get("/readyz")
+            assert down.status_code == 503
+            assert down.json()["error"]["code"] == "bus_unavailable"
+            assert down.headers["retry-after"] == "5"
+            server.start()
+            for _ in range(400):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await client.get("/readyz")).status_code == 200

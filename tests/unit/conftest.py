@@ -13,5 +13,5 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith("TOCSIN_") and not name.startswith("TOCSIN_TEST_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("TOCSIN_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("TOCSIN_CONFIG", os.devnull)  # an empty TOML file: no setting in it
     monkeypatch.chdir(tmp_path)

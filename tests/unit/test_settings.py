@@ -153,3 +153,45 @@ def test_misspelt_variable_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(SettingsError) as raised:
         load_settings()
     assert "TOCSIN_MAX_BODY_BYTE" in raised.value.message
+
+
+@pytest.mark.parametrize("url", [
+    "sqlite://", "sqlite:///tocsin.db", "sqlite:////var/lib/tocsin/tocsin.db",
+    "sqlite+aiosqlite:///tocsin.db", "sqlite:///file.db?mode=ro",
+    "postgresql://tocsin:pw@db.internal:5432/tocsin", "postgres://tocsin@db/tocsin",
+    "postgresql+asyncpg://tocsin@db/tocsin",
+])
+def test_database_urls_the_engine_takes(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("TOCSIN_DATABASE_URL", url)
+    assert load_settings().database_url == url
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("sqlite:/tocsin.db", "'sqlite:/tocsin.db' is not a valid database URL"),
+    ("sqlite:tocsin.db", "'sqlite:tocsin.db' is not a valid database URL"),
+    ("sqlite://tocsin.db", "'sqlite://tocsin.db' names a host"),
+    ("postgresql:/db.internal/tocsin", "the URL is not a valid database URL"),
+])
+def test_malformed_database_urls_are_settings_errors(monkeypatch: pytest.MonkeyPatch, url: str,
+                                                     expected: str) -> None:
+    monkeypatch.setenv("TOCSIN_DATABASE_URL", url)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert raised.value.message.startswith(f"invalid settings: TOCSIN_DATABASE_URL: {expected}")
+
+
+def test_a_malformed_postgres_url_is_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It may hold a password, and the message lands in logs."""
+    monkeypatch.setenv("TOCSIN_DATABASE_URL", "postgresql:/tocsin:hunter2@db/tocsin")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "hunter2" not in raised.value.message
+
+
+def test_tocsin_config_must_name_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for named, expected in [(tmp_path / "missing.toml", "which does not exist"),
+                            (tmp_path, "which is a directory"), ("", "set but empty")]:
+        monkeypatch.setenv("TOCSIN_CONFIG", str(named))
+        with pytest.raises(SettingsError) as raised:
+            load_settings()
+        assert "TOCSIN_CONFIG" in raised.value.message and expected in raised.value.message

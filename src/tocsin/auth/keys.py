@@ -35,6 +35,14 @@ def generate_key() -> tuple[str, str]:
     return key_id, f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
 
 
+def key_id_of(key: str) -> str | None:
+    """The id in a key made by `generate_key` (`tsk_<id>_<secret>`); None for other keys."""
+    if not key.startswith(PREFIX):
+        return None
+    key_id, separator, _ = key.removeprefix(PREFIX).partition("_")
+    return key_id if separator and key_id else None
+
+
 class KeyVerifier:
     """Checks a presented key against configured keys and the store's hashed keys.
 

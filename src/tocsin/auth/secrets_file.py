@@ -19,11 +19,21 @@ def beside_database(settings: Settings, suffix: str) -> Path | None:
 
 
 def read_or_create(path: Path, make: Callable[[], str]) -> str:
-    """The file's content, creating it with 0600 permissions if absent (race-safe)."""
+    """The file's content, creating it with 0600 permissions if absent (race-safe).
+
+    It lives beside the database, so a path that cannot be written is a database setting the
+    operator has to fix: that is what the error says, not a traceback."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+    except FileNotFoundError:
+        raise SettingsError(
+            f"TOCSIN_DATABASE_URL: directory {path.parent} does not exist") from None
+    except OSError as exc:
+        raise SettingsError(f"TOCSIN_DATABASE_URL: cannot use {path} beside the database: "
+                            f"{exc.strerror or exc}") from None
     with os.fdopen(fd, "w") as handle:
         value = make()
         handle.write(value + "\n")

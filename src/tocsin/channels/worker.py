@@ -125,9 +125,10 @@ class Worker:
                 raise PermanentError(f"channel {delivery.channel!r} is not configured")
             await channel.send(delivery)
         except Unaddressable as exc:
+            log.info("delivery %s (%s) skipped: %s", delivery.id, delivery.channel, exc)
             await self._outbox.skipped(delivery, self._clock.now(), str(exc))
         except PermanentError as exc:
-            log.info("delivery %s is a dead letter: %s", delivery.id, exc)
+            self._log_dead_letter(delivery, f"permanent failure: {exc}")
             await self._outbox.failed(delivery, self._clock.now(), str(exc), retry_at=None)
         except Exception as exc:  # RetryableError, or a bug in a channel: retry, never lose it
             if not isinstance(exc, RetryableError):
@@ -139,9 +140,22 @@ class Worker:
     async def _failed(self, delivery: Delivery, error: str) -> None:
         now = self._clock.now()
         if delivery.attempts >= self._retry.max_attempts:
-            log.info("delivery %s is a dead letter after %d attempts: %s", delivery.id,
-                     delivery.attempts, error)
+            self._log_dead_letter(delivery, error)
             await self._outbox.failed(delivery, now, error, retry_at=None)
             return
-        retry_at = now + timedelta(seconds=self._retry.delay(delivery.attempts))
+        delay = self._retry.delay(delivery.attempts)
+        retry_at = now + timedelta(seconds=delay)
+        # Every failed attempt is logged: an SMTP server refusing mail must be visible in the
+        # server's log long before its deliveries turn into dead letters.
+        log.warning("delivery %s (%s) failed, attempt %d of %d: %s; next attempt at %s "
+                    "(in %.1f s)", delivery.id, delivery.channel, delivery.attempts,
+                    self._retry.max_attempts, error, retry_at.isoformat(timespec="seconds"),
+                    delay)
         await self._outbox.failed(delivery, now, error, retry_at=retry_at)
+
+    def _log_dead_letter(self, delivery: Delivery, error: str) -> None:
+        # An error: a user was not told, and nothing will try again until someone replays it.
+        log.error("delivery %s (%s) is a dead letter after attempt %d of %d: %s; once the "
+                  "cause is fixed: tocsin dead-letters replay %s", delivery.id,
+                  delivery.channel, delivery.attempts, self._retry.max_attempts, error,
+                  delivery.id)

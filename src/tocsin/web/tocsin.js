@@ -3,11 +3,39 @@
 //   <script type="module" src="https://tocsin.example.com/static/tocsin.js"></script>
 //   <tocsin-bell server="https://tocsin.example.com" token="…"></tocsin-bell>
 //
+// A page on another origin than the server's must be listed in the server's
+// TOCSIN_ALLOWED_ORIGINS; when it is not, the client says so once, in the console.
+// Colours and font are CSS custom properties (--tocsin-bell-color, …: see STYLE below).
+//
 // TocsinClient keeps one live stream (WebSocket, falling back to Server-Sent Events), resumes
 // after any disconnect from the last seq it saw, and keeps a local list in seq order.
 // Text from notifications is always inserted as text (textContent), never as HTML.
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 5000, 10000];
+// Servers whose refusal of this page's origin was already reported: once per page, however
+// many bells or clients point at them.
+const REPORTED_ORIGIN_REFUSALS = new Set();
+
+function sameOrigin(server) {
+  return !server || new URL(server, window.location.href).origin === window.location.origin;
+}
+
+// Whether `server` refuses this page's origin. Browsers hide why a cross-origin request failed,
+// so ask twice: a plain CORS GET fails when the origin is not allowed (or the server is down);
+// an opaque no-cors GET fails only when the server is down.
+async function refusesThisOrigin(server) {
+  if (sameOrigin(server)) return false;
+  try {
+    await fetch(`${server}/healthz`, { mode: "cors", cache: "no-store" });
+    return false; // allowed: whatever failed, it was not the origin
+  } catch (error) { /* refused, or unreachable: the next request tells which */ }
+  try {
+    await fetch(`${server}/healthz`, { mode: "no-cors", cache: "no-store" });
+  } catch (error) {
+    return false; // unreachable: retrying is the cure, not a setting
+  }
+  return true;
+}
 
 export class TocsinClient extends EventTarget {
   constructor({ server = "", token, getToken = null, transport = "auto" } = {}) {
@@ -25,6 +53,9 @@ export class TocsinClient extends EventTarget {
     this._wsFailures = 0;
     this._closed = false;
     this._running = false;
+    this._diagnosed = false; // the first failure was looked into (see _diagnose)
+    this._originRefused = false;
+    this._everLive = false;
   }
 
   // -- list and state -------------------------------------------------------------------------
@@ -122,7 +153,9 @@ export class TocsinClient extends EventTarget {
     try {
       if (this.lastSeq === null) await this.refresh();
     } catch (error) {
-      console.warn("tocsin: loading notifications failed:", error);
+      // fetch() rejects with a TypeError, saying nothing more, when CORS refuses the request.
+      if (error instanceof TypeError) await this._diagnose();
+      if (!this._originRefused) console.warn("tocsin: loading notifications failed:", error);
       const delay = BACKOFF_MS[Math.min(this._attempt, BACKOFF_MS.length - 1)];
       this._attempt += 1;
       this._setState("reconnecting");
@@ -130,6 +163,21 @@ export class TocsinClient extends EventTarget {
       return;
     }
     this._connect();
+  }
+
+  // The first failure, of the first request or the first stream, is looked into once: when
+  // the cause is that the server refuses this page's origin, retrying cannot help, and only the
+  // server's operator can fix it, so say exactly what to change.
+  async _diagnose() {
+    if (this._diagnosed) return;
+    this._diagnosed = true;
+    if (!(await refusesThisOrigin(this.server))) return;
+    this._originRefused = true;
+    if (REPORTED_ORIGIN_REFUSALS.has(this.server)) return;
+    REPORTED_ORIGIN_REFUSALS.add(this.server);
+    console.error(`Tocsin: this page's origin ${window.location.origin} is not allowed by the ` +
+      `server at ${this.server}; add it to TOCSIN_ALLOWED_ORIGINS (comma-separated) in that ` +
+      "server's settings.");
   }
 
   stop() {
@@ -179,7 +227,13 @@ export class TocsinClient extends EventTarget {
     let opened = false;
     this._ws = ws;
     this.via = "ws";
-    ws.onopen = () => { opened = true; this._attempt = 0; this._wsFailures = 0; this._setState("live"); };
+    ws.onopen = () => {
+      opened = true;
+      this._everLive = true;
+      this._attempt = 0;
+      this._wsFailures = 0;
+      this._setState("live");
+    };
     ws.onmessage = (message) => {
       const { event, data } = JSON.parse(message.data);
       this._handle(event, data);
@@ -188,6 +242,7 @@ export class TocsinClient extends EventTarget {
       if (this._ws !== ws) return;
       this._ws = null;
       if (!opened) this._wsFailures += 1; // blocked by a proxy? try SSE after two failures
+      if (!this._everLive) this._diagnose(); // refused at the handshake: the origin?
       this._retry();
     };
   }
@@ -197,13 +252,14 @@ export class TocsinClient extends EventTarget {
     const es = new EventSource(url);
     this._es = es;
     this.via = "sse";
-    es.onopen = () => { this._attempt = 0; this._setState("live"); };
+    es.onopen = () => { this._everLive = true; this._attempt = 0; this._setState("live"); };
     for (const name of ["notification", "unread-count", "read", "read-all", "resync"]) {
       es.addEventListener(name, (message) => this._handle(name, JSON.parse(message.data)));
     }
     es.onerror = () => {
       // Reconnect ourselves, so the cursor and a fresh token go in the URL.
       es.close();
+      if (!this._everLive) this._diagnose();
       if (this._es === es) { this._es = null; this._retry(); }
     };
   }
@@ -240,25 +296,34 @@ export class TocsinClient extends EventTarget {
 
 // -- the bell ---------------------------------------------------------------------------------
 
+// Theming: set these custom properties on the element or any ancestor, e.g.
+//   tocsin-bell { --tocsin-bell-color: #fff; --tocsin-panel-background: #1e1e1e; }
+// The bell takes the surrounding text colour unless --tocsin-bell-color says otherwise, so it
+// stays visible on a dark header. `::part(bell)` styles the bell button directly.
 const STYLE = `
-  :host { position: relative; display: inline-block; font: 14px/1.4 system-ui, sans-serif; }
-  button.bell { position: relative; background: none; border: 0; cursor: pointer; font-size: 24px; padding: 4px 8px; }
+  :host { position: relative; display: inline-block;
+          font: var(--tocsin-font, 14px/1.4 system-ui, sans-serif); }
+  button.bell { position: relative; background: none; border: 0; cursor: pointer; font-size: 24px; padding: 4px 8px;
+                color: var(--tocsin-bell-color, currentColor); }
   .badge { position: absolute; top: -6px; right: -8px; min-width: 18px; height: 18px; border-radius: 9px;
-           background: #d22; color: #fff; font-size: 11px; line-height: 18px; text-align: center; padding: 0 4px; }
+           background: var(--tocsin-badge-background, #d22); color: var(--tocsin-badge-color, #fff);
+           font-size: 11px; line-height: 18px; text-align: center; padding: 0 4px; }
   .badge[hidden] { display: none; }
   .panel { position: absolute; right: 0; top: 40px; width: 340px; max-height: 420px; overflow: auto;
-           background: #fff; color: #222; border: 1px solid #ddd; border-radius: 8px;
+           background: var(--tocsin-panel-background, #fff); color: var(--tocsin-panel-color, #222);
+           border: 1px solid var(--tocsin-panel-border-color, #ddd); border-radius: 8px;
            box-shadow: 0 6px 24px rgba(0,0,0,.15); z-index: 1000; }
   .panel[hidden] { display: none; }
-  header { display: flex; justify-content: space-between; align-items: center; padding: 8px 12px; border-bottom: 1px solid #eee; }
-  header button { background: none; border: 0; color: #06c; cursor: pointer; }
+  header { display: flex; justify-content: space-between; align-items: center; padding: 8px 12px;
+           border-bottom: 1px solid var(--tocsin-divider-color, #eee); }
+  header button { background: none; border: 0; color: var(--tocsin-accent-color, #06c); cursor: pointer; }
   ul { list-style: none; margin: 0; padding: 0; }
-  li { padding: 10px 12px; border-bottom: 1px solid #f2f2f2; cursor: pointer; }
-  li.unread { background: #eef5ff; }
+  li { padding: 10px 12px; border-bottom: 1px solid var(--tocsin-divider-color, #f2f2f2); cursor: pointer; }
+  li.unread { background: var(--tocsin-unread-background, #eef5ff); }
   li .title { font-weight: 600; }
-  li .message { color: #555; }
-  li .when { color: #999; font-size: 11px; }
-  .empty { padding: 16px; color: #888; text-align: center; }
+  li .message { color: var(--tocsin-message-color, #555); }
+  li .when { color: var(--tocsin-muted-color, #999); font-size: 11px; }
+  .empty { padding: 16px; color: var(--tocsin-muted-color, #888); text-align: center; }
 `;
 
 export class TocsinBell extends HTMLElement {
