@@ -1,4 +1,5 @@
-"""create_app(settings): wires the ports, the routes and the lifespan."""
+"""create_app(settings): the routes, the middleware and the lifespan, over the services
+`wiring.py` builds."""
 
 from __future__ import annotations
 
@@ -15,92 +16,21 @@ from fastapi.responses import RedirectResponse
 from tocsin import __version__
 from tocsin.api import admin, demo, docs, errors, health, me, openapi, publish, tokens, users
 from tocsin.api.body_limit import BodyLimit
-from tocsin.api.deps import Services
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.static import PublicStaticFiles
-from tocsin.auth.keys import KeyVerifier
-from tocsin.auth.secrets_file import resolve_jwt_secret
-from tocsin.auth.tokens import TokenAuthority
 from tocsin.bus.base import Bus
-from tocsin.bus.memory import MemoryBus
-from tocsin.channels.base import Channel
-from tocsin.channels.email import EmailChannel, SmtpSettings
-from tocsin.channels.worker import RetryPolicy, Worker
 from tocsin.clock import Clock, SystemClock
 from tocsin.domain.errors import StoreUnavailable
 from tocsin.logs import install_access_log_filter
-from tocsin.pipeline.publish import LIVE_CHANNEL, PublishPipeline
 from tocsin.realtime import sse, ws
-from tocsin.realtime.node import Realtime
 from tocsin.settings import Settings, load_settings
 from tocsin.store.base import Store
-from tocsin.store.outbox import SqlOutbox
 from tocsin.store.sql import SqlStore
+from tocsin.wiring import build_bus, build_services, build_store
 
 log = logging.getLogger("tocsin")
 
 _PURGE_EVERY_SECONDS = 600
-
-
-def build_store(settings: Settings) -> SqlStore:
-    return SqlStore(settings.database_url, pool_size=settings.db_pool_size,
-                    connect_timeout=settings.db_connect_timeout,
-                    busy_timeout_ms=settings.db_busy_timeout_ms)
-
-
-def build_bus(settings: Settings) -> Bus:
-    if settings.bus_url.startswith("memory://"):
-        return MemoryBus()
-    from tocsin.bus.redis import RedisBus  # imported only when configured: an optional extra
-
-    return RedisBus(settings.bus_url, publish_timeout=settings.bus_publish_timeout_seconds)
-
-
-def build_channels(settings: Settings) -> dict[str, Channel]:
-    """Outbound channels, each present only when configured."""
-    channels: dict[str, Channel] = {}
-    if settings.smtp_url:
-        channels["email"] = EmailChannel(SmtpSettings(settings.smtp_url, settings.smtp_from),
-                                         concurrency=settings.smtp_concurrency,
-                                         public_url=settings.public_url)
-    return channels
-
-
-def build_worker(settings: Settings, outbox: SqlOutbox, channels: dict[str, Channel],
-                 clock: Clock) -> Worker:
-    return Worker(
-        outbox, channels, clock, lease_seconds=settings.outbox_lease_seconds,
-        batch=settings.outbox_batch,
-        retry=RetryPolicy(max_attempts=settings.outbox_max_attempts,
-                          base_seconds=settings.outbox_backoff_base_seconds,
-                          cap_seconds=settings.outbox_backoff_cap_seconds),
-    )
-
-
-def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) -> Services:
-    realtime = Realtime(bus, store, clock, settings)
-    channels = build_channels(settings)
-    outbox = SqlOutbox(store)
-    worker = build_worker(settings, outbox, channels, clock)
-    run_worker = settings.worker_in_process and bool(channels)
-    return Services(
-        settings=settings,
-        store=store,
-        clock=clock,
-        keys=KeyVerifier(store, settings.api_keys, clock, settings.api_key_cache_seconds),
-        tokens=TokenAuthority(resolve_jwt_secret(settings), settings.jwt_algorithm, clock=clock,
-                              max_ttl_seconds=settings.max_token_ttl_seconds),
-        pipeline=PublishPipeline(
-            store, clock, max_batch_users=settings.max_batch_users,
-            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-            channels=frozenset({LIVE_CHANNEL, *channels}), fanout=realtime.fanout,
-            on_queued=worker.wake if run_worker else None,
-        ),
-        realtime=realtime,
-        outbox=outbox,
-        channels=channels,
-        worker=worker if run_worker else None,
-    )
 
 
 async def _purge_forever(store: Store, clock: Clock) -> None:

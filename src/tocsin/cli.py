@@ -84,8 +84,8 @@ def _run(settings: Settings, work: Callable[[SqlStore], Awaitable[T]]) -> T:
     """Open the store, bring its schema up to date, run `work`, close it."""
     import asyncio
 
-    from tocsin.app import build_store
     from tocsin.domain.errors import SettingsError, TocsinError
+    from tocsin.wiring import build_store
 
     async def main() -> T:
         store = build_store(settings)
@@ -428,15 +428,15 @@ def worker(
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug")
                          ] = "info",
 ) -> None:
-    """Run an outbox worker (outbound channels: email) until interrupted."""
-    from tocsin.app import build_channels
+    """Run a jobs worker (outbound deliveries: email) until interrupted."""
+    from tocsin.channels import registry
     from tocsin.domain.errors import TocsinError
     from tocsin.logs import configure_logging
 
     settings = _settings()
     configure_logging(_log_level(log_level))
     try:
-        channels = build_channels(settings)
+        channels = registry.configured(settings)
     except TocsinError as exc:  # a malformed TOCSIN_SMTP_URL: say so, not a traceback
         fail(exc.message, BAD_SETTING)
     if not channels:
@@ -446,11 +446,10 @@ def worker(
         import asyncio
         import signal
 
-        from tocsin.app import build_worker
         from tocsin.clock import SystemClock
-        from tocsin.store.outbox import SqlOutbox
+        from tocsin.wiring import build_jobs, build_worker
 
-        the_worker = build_worker(settings, SqlOutbox(store), channels, SystemClock())
+        the_worker = build_worker(settings, store, build_jobs(store), channels, SystemClock())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -472,17 +471,18 @@ def dead_letters_list(limit: Annotated[int, typer.Option(help="how many, newest 
     from rich.table import Table
     from rich.text import Text
 
-    from tocsin.store.outbox import SqlOutbox
+    from tocsin.wiring import build_jobs
 
     settings = _settings()
-    rows = _run(settings, lambda store: SqlOutbox(store).dead_letters(limit))
+    rows = _run(settings, lambda store: build_jobs(store).dead_letters(limit))
     out = console()
     if not out.is_terminal:
         # Piped or redirected: one tab-separated line each, nothing shortened or wrapped, so a
         # script (or a person copying an id for `replay`) gets every value whole.
         typer.echo("id\tchannel\tuser\tattempts\tlast_error")
         for row in rows:
-            typer.echo("\t".join([str(row.id), row.channel, _one_line(row.user_id),
+            typer.echo("\t".join([str(row.id), row.channel or row.kind,
+                                  _one_line(row.user_id or ""),
                                   str(row.attempts), _one_line(row.last_error or "")]))
         return
     table = Table()
@@ -492,7 +492,8 @@ def dead_letters_list(limit: Annotated[int, typer.Option(help="how many, newest 
     table.add_column("attempts", justify="right", no_wrap=True, min_width=8)
     table.add_column("last error", overflow="fold")
     for row in rows:  # Text, not markup: an error or a user id may hold "[…]"
-        table.add_row(str(row.id), row.channel, Text(row.user_id), str(row.attempts),
+        table.add_row(str(row.id), row.channel or row.kind, Text(row.user_id or ""),
+                      str(row.attempts),
                       Text(row.last_error or ""))
     out.print(table)
 
@@ -504,14 +505,14 @@ def dead_letters_replay(delivery_id: Annotated[str, typer.Argument(help="the dea
     import uuid
 
     from tocsin.clock import SystemClock
-    from tocsin.store.outbox import SqlOutbox
+    from tocsin.wiring import build_jobs
 
     settings = _settings()
     try:
         parsed = uuid.UUID(delivery_id)
     except ValueError:
         fail(f"{delivery_id!r} is not a delivery id", BAD_SETTING)
-    _run(settings, lambda store: SqlOutbox(store).replay(parsed, SystemClock().now()))
+    _run(settings, lambda store: build_jobs(store).replay(parsed, SystemClock().now()))
     console().print(f"queued {delivery_id} again", highlight=False, markup=False)
 
 

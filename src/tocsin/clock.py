@@ -1,7 +1,10 @@
-"""The Clock port: injected so tests of time windows need no sleeping."""
+"""The Clock port: injected everywhere time decides something (token expiry, leases, retry
+and cache deadlines, stream timers), so tests of windows and expiry move a clock instead of
+sleeping."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -11,10 +14,17 @@ class Clock(Protocol):
         """The current time, timezone-aware, in UTC."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for deadlines and durations."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 class FrozenClock:
@@ -25,6 +35,9 @@ class FrozenClock:
 
     def now(self) -> datetime:
         return self._now
+
+    def monotonic(self) -> float:
+        return self._now.timestamp()
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)

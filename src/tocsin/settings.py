@@ -188,7 +188,7 @@ class Settings(BaseSettings):
     @classmethod
     def _smtp_url_parses(cls, url: str | None) -> str | None:
         if url:
-            from tocsin.channels.email import SmtpSettings  # the one parser of SMTP URLs
+            from tocsin.smtp import SmtpSettings  # the one parser of SMTP URLs
 
             try:
                 SmtpSettings(url, sender="check")

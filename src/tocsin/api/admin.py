@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=errors(*AUTHENT
 @router.get("/dead-letters", summary="Deliveries that failed for good", responses=errors(422))
 async def dead_letters(svc: ServicesDep, who: PublisherDep,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> OrjsonResponse:
-    found = await svc.outbox.dead_letters(limit)
+    found = await svc.jobs.dead_letters(limit)
     return OrjsonResponse({"dead_letters": [item.to_json() for item in found]})
 
 
@@ -29,7 +29,7 @@ async def replay(delivery_id: str, svc: ServicesDep, who: PublisherDep) -> Orjso
         parsed = uuid.UUID(delivery_id)
     except ValueError:
         raise NotFound("no dead letter with this id") from None
-    replayed = await svc.outbox.replay(parsed, svc.clock.now())
+    replayed = await svc.jobs.replay(parsed, svc.clock.now())
     if svc.worker is not None:
         svc.worker.wake()
     return OrjsonResponse(replayed.to_json(), status_code=202)

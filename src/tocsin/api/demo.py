@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tocsin.api.deps import ServicesDep
 from tocsin.api.responses import OrjsonResponse
-from tocsin.pipeline.publish import PublishRequest
+from tocsin.pipeline.base import PublishRequest
 
 router = APIRouter(include_in_schema=False)
 DEMO_USER = "demo"

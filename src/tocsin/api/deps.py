@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tocsin.auth.keys import KeyVerifier, Publisher
-from tocsin.auth.tokens import TokenAuthority
-from tocsin.channels.base import Channel
-from tocsin.channels.worker import Worker
-from tocsin.clock import Clock
+from tocsin.auth.keys import Publisher
 from tocsin.domain.errors import Unauthorized
-from tocsin.pipeline.publish import PublishPipeline
-from tocsin.realtime.node import Realtime
-from tocsin.settings import Settings
-from tocsin.store.base import Store
-from tocsin.store.outbox import SqlOutbox
-
-
-@dataclass(slots=True)
-class Services:
-    settings: Settings
-    store: Store
-    clock: Clock
-    keys: KeyVerifier
-    tokens: TokenAuthority
-    pipeline: PublishPipeline
-    realtime: Realtime
-    outbox: SqlOutbox
-    channels: dict[str, Channel]
-    worker: Worker | None
+from tocsin.services import Services, services_of
 
 
 async def services(request: Request) -> Services:  # async: no threadpool hop per request
-    found: Services = request.app.state.services
-    return found
+    return services_of(request.app)
 
 
 ServicesDep = Annotated[Services, Depends(services)]

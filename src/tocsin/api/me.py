@@ -71,16 +71,14 @@ async def list_notifications(
 async def mark_all_read(svc: ServicesDep, user: UserDep,
                         body: Annotated[ReadAllBody | None, Body()] = None) -> OrjsonResponse:
     up_to = body.seq if body is not None else None
-    change = await svc.store.mark_all_read(user, svc.clock.now(), up_to)
-    await svc.realtime.fanout.read_changed(user, change)
+    change = await svc.reads.mark_all_read(user, up_to)
     return _read_result(change)
 
 
 @router.post("/notifications/{notification_id}/read", response_model=ReadResult,
              summary="Mark one read", responses=errors(404))
 async def mark_read(notification_id: str, svc: ServicesDep, user: UserDep) -> OrjsonResponse:
-    change = await svc.store.mark_read(user, _parse_id(notification_id), svc.clock.now())
-    await svc.realtime.fanout.read_changed(user, change)
+    change = await svc.reads.mark_read(user, _parse_id(notification_id))
     return _read_result(change)
 
 

@@ -10,7 +10,7 @@ from tocsin.api.deps import PublisherDep, ServicesDep
 from tocsin.api.openapi import AUTHENTICATED, WITH_BODY, errors
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.schemas import PublishBody, PublishResponse
-from tocsin.pipeline.publish import PublishRequest
+from tocsin.pipeline.base import PublishRequest
 
 router = APIRouter(tags=["publisher"])
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 
 from tocsin.clock import Clock
@@ -68,7 +67,7 @@ class KeyVerifier:
         if found is not None:
             return found
         cached = self._cache.get(digest)
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > self._clock.monotonic():
             return cached[1]
         stored = await self._store.find_api_key(digest)
         if stored is None or not stored.active:
@@ -77,5 +76,5 @@ class KeyVerifier:
         publisher = Publisher(id=stored.id, name=stored.name)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (time.monotonic() + self._cache_seconds, publisher)
+        self._cache[digest] = (self._clock.monotonic() + self._cache_seconds, publisher)
         return publisher

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Protocol
 
-from tocsin.domain.models import Delivery
+from tocsin.domain.models import Notification, UserProfile
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbound delivery (a notification on one channel), leased by one worker."""
+
+    id: uuid.UUID
+    channel: str
+    attempts: int  # counting the attempt this lease is for
+    notification: Notification
+    user: UserProfile
+    lease_owner: str
+
+    @property
+    def message_id(self) -> str:
+        """Stable across retries, so a receiver can recognise a repeated send."""
+        return f"<{self.id}@tocsin>"
 
 
 class RetryableError(Exception):

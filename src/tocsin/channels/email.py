@@ -6,14 +6,13 @@ import asyncio
 import ssl
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiosmtplib
 from jinja2.sandbox import SandboxedEnvironment
 
-from tocsin.channels.base import PermanentError, RetryableError, Unaddressable
-from tocsin.domain.errors import SettingsError
-from tocsin.domain.models import Delivery
+from tocsin.channels.base import Delivery, PermanentError, RetryableError, Unaddressable
+from tocsin.smtp import SmtpSettings
 
 # Sandboxed: templates will come from publishers. HTML autoescaped; the plain text part is not
 # HTML, so it is not escaped.
@@ -28,28 +27,6 @@ _TEXT = SandboxedEnvironment(autoescape=False).from_string(
     "{{ title }}\n{% if message %}\n{{ message }}\n{% endif %}"
     "{% if action_url %}\n{{ action_url }}\n{% endif %}"
 )
-
-
-class SmtpSettings:
-    """From `smtp://user:pass@host:port` (STARTTLS if offered), `smtps://…` (TLS) or
-    `smtp+plain://…` (never TLS, for local relays and tests)."""
-
-    def __init__(self, url: str, sender: str, timeout: float = 15.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps", "smtp+plain") or not parts.hostname:
-            raise SettingsError(f"TOCSIN_SMTP_URL: expected smtp://host:port, got {url!r}")
-        try:
-            port = parts.port
-        except ValueError:  # not a number, or out of range
-            raise SettingsError(f"TOCSIN_SMTP_URL: bad port in {url!r}") from None
-        self.host = parts.hostname
-        self.tls = parts.scheme == "smtps"
-        self.starttls: bool | None = False if parts.scheme == "smtp+plain" else None
-        self.port = port or (465 if self.tls else 25)
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        self.sender = sender
-        self.timeout = timeout
 
 
 class EmailChannel:

@@ -11,61 +11,6 @@ Priority = Literal["low", "normal", "high"]
 
 
 @dataclass(frozen=True, slots=True)
-class NotificationDraft:
-    """What a publisher asked for, for one user, before the store gives it an id and a seq."""
-
-    user_id: str
-    type: str
-    data: dict[str, Any]
-    title: str | None = None
-    message: str | None = None
-    action_url: str | None = None
-    priority: Priority = "normal"
-    expires_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PublishBatch:
-    """One publish request: its drafts (one per user) are committed together or not at all.
-
-    `idempotency_key` with `fingerprint` makes a retried request return the first response.
-    """
-
-    publisher: str
-    drafts: list[NotificationDraft]
-    idempotency_key: str | None = None
-    fingerprint: str | None = None
-    outbound: tuple[str, ...] = ()  # channels beyond the live streams, queued in the outbox
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    """A stored notification's receipt, as the publisher sees it."""
-
-    id: uuid.UUID
-    user_id: str
-    seq: int
-    status: str = "created"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": str(self.id), "user_id": self.user_id, "seq": self.seq,
-                "status": self.status}
-
-
-@dataclass(frozen=True, slots=True)
-class PublishOutcome:
-    """`notifications` is the publisher's response (receipts as JSON). `replayed` is true when
-    an Idempotency-Key matched an earlier, committed request: then nothing was stored now, and
-    `stored` and `unread` are empty. Otherwise `stored` holds what was committed and `unread`
-    each user's count after it, for live delivery."""
-
-    notifications: list[dict[str, Any]]
-    replayed: bool = False
-    stored: list[Notification] = field(default_factory=list)
-    unread: dict[str, UnreadCount] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
 class Notification:
     """A stored notification as its user sees it."""
 
@@ -94,9 +39,9 @@ class Notification:
             "action_url": self.action_url,
             "priority": self.priority,
             "read": self.read,
-            "read_at": _iso(self.read_at),
-            "created_at": _iso(self.created_at),
-            "expires_at": _iso(self.expires_at),
+            "read_at": iso(self.read_at),
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
         }
 
 
@@ -136,39 +81,6 @@ class ReadChange:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """One outbound delivery (a notification on one channel), leased by one worker."""
-
-    id: uuid.UUID
-    channel: str
-    attempts: int  # counting the attempt this lease is for
-    notification: Notification
-    user: UserProfile
-    lease_owner: str
-
-    @property
-    def message_id(self) -> str:
-        """Stable across retries, so a receiver can recognise a repeated send."""
-        return f"<{self.id}@tocsin>"
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    id: uuid.UUID
-    notification_id: uuid.UUID
-    user_id: str
-    channel: str
-    attempts: int
-    last_error: str | None
-    updated_at: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": str(self.id), "notification_id": str(self.notification_id),
-                "user_id": self.user_id, "channel": self.channel, "attempts": self.attempts,
-                "last_error": self.last_error, "updated_at": _iso(self.updated_at)}
-
-
-@dataclass(frozen=True, slots=True)
 class UserProfile:
     id: str
     email: str | None = None
@@ -197,5 +109,6 @@ class ApiKey:
         return self.revoked_at is None
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a `Z`, as every time in the API is written."""
     return None if value is None else value.isoformat().replace("+00:00", "Z")

@@ -19,8 +19,8 @@ from typing import Any
 
 from tocsin.clock import Clock
 from tocsin.domain.errors import NotFound, TocsinError
+from tocsin.pipeline.reads import Reads
 from tocsin.realtime.events import Event
-from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.hub import Hub
 from tocsin.realtime.session import (
     INTERNAL_ERROR,
@@ -47,7 +47,7 @@ Outgoing = Event | Heartbeat | Close
 class LiveServices:
     store: Store
     hub: Hub
-    fanout: Fanout
+    reads: Reads
     clock: Clock
     queue_size: int = 256
 
@@ -205,12 +205,12 @@ class Connection:
             self._apply(self.session.close(INTERNAL_ERROR, "replay failed; reconnect later"))
 
     async def _mark(self, action: MarkRead) -> None:
-        store, now = self._svc.store, self._svc.clock.now()
+        reads = self._svc.reads
         try:
             if action.notification_id is not None:
-                change = await store.mark_read(self.user_id, action.notification_id, now)
+                change = await reads.mark_read(self.user_id, action.notification_id)
             else:
-                change = await store.mark_all_read(self.user_id, now, action.up_to)
+                change = await reads.mark_all_read(self.user_id, action.up_to)
         except NotFound:
             self._apply(self.session.operation_failed(action, "not_found",
                                                       "no such notification"))
@@ -218,5 +218,4 @@ class Connection:
         except TocsinError as exc:
             self._apply(self.session.operation_failed(action, exc.code, exc.message))
             return
-        await self._svc.fanout.read_changed(self.user_id, change)
         self._apply(self.session.operation_done(action, change.unread, len(change.ids)))

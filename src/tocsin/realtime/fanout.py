@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from tocsin.bus.base import Bus
-from tocsin.domain.models import PublishOutcome, ReadChange
+from tocsin.domain.drafts import PublishOutcome
+from tocsin.domain.models import ReadChange
 from tocsin.realtime.events import Event, notification_event, read_events, unread_event
 
 
 class Fanout:
-    """Publishes events for changes the store has committed; never before the commit."""
+    """Publishes events for changes the store has committed; never before the commit. An
+    announcer of the publish pipeline and of reads."""
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus

@@ -6,6 +6,7 @@ import asyncio
 
 from tocsin.bus.base import Bus
 from tocsin.clock import Clock
+from tocsin.pipeline.reads import Reads
 from tocsin.realtime.capacity import Capacity
 from tocsin.realtime.connection import LiveServices
 from tocsin.realtime.fanout import Fanout
@@ -17,11 +18,12 @@ from tocsin.store.base import Store
 
 
 class Realtime:
-    def __init__(self, bus: Bus, store: Store, clock: Clock, settings: Settings) -> None:
+    def __init__(self, bus: Bus, fanout: Fanout, reads: Reads, store: Store, clock: Clock,
+                 settings: Settings) -> None:
         self.bus = bus
         self.hub = Hub(bus)
-        self.fanout = Fanout(bus)
-        self.live = LiveServices(store=store, hub=self.hub, fanout=self.fanout, clock=clock,
+        self.fanout = fanout
+        self.live = LiveServices(store=store, hub=self.hub, reads=reads, clock=clock,
                                  queue_size=settings.stream_queue_size)
         self.capacity = Capacity(per_user=settings.max_streams_per_user,
                                  total=settings.max_streams)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol
 
+from tocsin.domain.drafts import PublishBatch, PublishOutcome
 from tocsin.domain.models import (
     ApiKey,
     Notification,
     Page,
-    PublishBatch,
-    PublishOutcome,
     ReadChange,
     UnreadCount,
     UserProfile,
@@ -23,8 +23,9 @@ class Store(Protocol):
 
     Guarantees every implementation gives:
 
-    - `publish` is atomic: every draft of the batch is committed, with its seq, its user's counter
-      and the idempotency record, or nothing is. It returns only after the commit.
+    - `publish` is atomic: every draft of the batch is committed, with its seq, its user's
+      counter, the outbound deliveries its decisions ask for, and the idempotency record, or
+      nothing is. It returns only after the commit.
     - Each user's `seq` starts at 1 and rises by exactly 1 per notification, with no gap and no
       duplicate, however many publishers write to that user at once.
     - A user's `unread_count` always equals the number of their unread notifications: it changes in
@@ -62,7 +63,8 @@ class Store(Protocol):
         unread_only: bool = False,
         type: str | None = None,
     ) -> Page:
-        """Newest first (by seq). `before` is an exclusive seq cursor."""
+        """Newest first (by seq). `before` is an exclusive seq cursor. The page and its count
+        are one snapshot: the count is the one valid when the page was read."""
 
     async def notifications_after(self, user_id: str, after: int, limit: int
                                   ) -> list[Notification]:
@@ -72,6 +74,12 @@ class Store(Protocol):
 
     async def get_notification(self, user_id: str, notification_id: uuid.UUID) -> Notification:
         """One notification of this user, or `NotFound`."""
+
+    async def notifications_with_profiles(
+            self, notification_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[Notification, UserProfile]]:
+        """These notifications (of any users) with their users' profiles, by id; ids that are
+        not stored are left out. What an outbound delivery needs to be sent."""
 
     async def mark_read(self, user_id: str, notification_id: uuid.UUID, now: datetime
                         ) -> ReadChange:

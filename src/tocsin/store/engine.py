@@ -62,6 +62,8 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0
             pool_recycle=1800,
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
+            # Reads run in autocommit: there is nothing to roll back when they end.
+            skip_autocommit_rollback=True,
             connect_args={
                 "timeout": connect_timeout,
                 "command_timeout": 30,
@@ -77,7 +79,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:
         raise SettingsError(f"TOCSIN_DATABASE_URL: directory {path.parent} does not exist")
     engine = create_async_engine(
         url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
-        connect_args={"timeout": busy_timeout_ms / 1000},
+        skip_autocommit_rollback=True, connect_args={"timeout": busy_timeout_ms / 1000},
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -93,7 +95,9 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # reads: each statement on its own, no transaction at all
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
 
     return engine

@@ -147,17 +147,22 @@ devices = sa.Table(
     sa.UniqueConstraint("kind", "address"),
 )
 
-outbox = sa.Table(
-    "outbox",
+jobs = sa.Table(
+    "jobs",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False, server_default="delivery"),
+    # Idempotent queueing: a job with a key already present is not queued again.
+    sa.Column("key", sa.String(255), unique=True),
+    sa.Column("payload", Json),
+    # Deliveries name what they deliver (other kinds leave these empty).
     sa.Column("notification_id", sa.Uuid(),
-              sa.ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False, index=True),
-    sa.Column("user_id", UserId, nullable=False),
-    sa.Column("channel", sa.String(16), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # pending | sent | dead | skipped
+              sa.ForeignKey("notifications.id", ondelete="CASCADE"), index=True),
+    sa.Column("user_id", UserId),
+    sa.Column("channel", sa.String(16)),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | done | skipped | dead
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
-    sa.Column("available_at", UtcDateTime(), nullable=False),
+    sa.Column("available_at", UtcDateTime(), nullable=False),  # due at
     sa.Column("lease_until", UtcDateTime()),
     # Who holds the lease: a worker whose lease expired and was taken over cannot record a
     # result over the new holder's.
@@ -165,7 +170,7 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text()),
     _created(),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
-    sa.Index("ix_outbox_status_available_at", "status", "available_at"),
+    sa.Index("ix_jobs_status_available_at", "status", "available_at"),
 )
 
 analytics_events = sa.Table(

@@ -1,0 +1,63 @@
+"""What the pipeline is made of: a publish in flight, the stages that shape it before the
+commit, and the announcers that act on it after.
+
+A stage is one async callable taking the publish in flight; it may refuse the whole request
+(raise `InvalidInput`, nothing is stored) or decide per recipient by changing that recipient's
+draft (its text, its channels and when each is due, its group, its status). Stages run in
+order, each seeing what the earlier ones decided. They do not write: the store commits once,
+after the last stage.
+
+An announcer runs only after the commit, with what was committed: live fan-out, waking the
+worker, metrics, analytics. Its failure is logged, never reported to the publisher: the
+commit is the acknowledgement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from tocsin.domain.drafts import NotificationDraft, PublishOutcome
+from tocsin.domain.models import Priority, ReadChange
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest:
+    """What a publisher sent, already shape-checked by the API layer."""
+
+    user_ids: Sequence[str]
+    type: str
+    data: dict[str, Any]
+    title: str | None = None
+    message: str | None = None
+    action_url: str | None = None
+    channels: Sequence[str] = ("web",)
+    priority: Priority = "normal"
+    expires_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Publish:
+    """A publish in flight: the request, who sent it, when, and one draft per recipient."""
+
+    request: PublishRequest
+    publisher: str
+    now: datetime
+    drafts: list[NotificationDraft]
+
+
+class Stage(Protocol):
+    async def __call__(self, publish: Publish) -> None:
+        """Refine the drafts, or raise a `TocsinError` to refuse the request."""
+
+
+class PublishAnnouncer(Protocol):
+    async def published(self, outcome: PublishOutcome) -> None:
+        """Act on committed notifications; never called for a replayed request."""
+
+
+class ReadAnnouncer(Protocol):
+    async def read_changed(self, user_id: str, change: ReadChange) -> None:
+        """Act on a committed read change."""

@@ -1,0 +1,41 @@
+"""Everything a request or a stream needs, wired once per app: the composition's result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tocsin.auth.keys import KeyVerifier
+from tocsin.auth.tokens import TokenAuthority
+from tocsin.channels.base import Channel
+from tocsin.clock import Clock
+from tocsin.jobs.base import Jobs
+from tocsin.jobs.worker import Worker
+from tocsin.pipeline.pipeline import PublishPipeline
+from tocsin.pipeline.reads import Reads
+from tocsin.realtime.node import Realtime
+from tocsin.settings import Settings
+from tocsin.store.base import Store
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    clock: Clock
+    keys: KeyVerifier
+    tokens: TokenAuthority
+    pipeline: PublishPipeline
+    reads: Reads
+    realtime: Realtime
+    jobs: Jobs
+    channels: dict[str, Channel]
+    worker: Worker | None
+
+
+def services_of(app: Any) -> Services:
+    """The services of an app made by `create_app` (its `state` holds them)."""
+    found = app.state.services
+    if not isinstance(found, Services):
+        raise TypeError(f"expected the app's Services, got {type(found).__name__}")
+    return found

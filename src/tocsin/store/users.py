@@ -1,0 +1,41 @@
+"""User profiles: the address book of the outbound channels (email, locale, time zone).
+
+A profile write never touches the user's counter or seq: those belong to publishes and reads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tocsin.domain.errors import NotFound
+from tocsin.domain.models import UserProfile
+from tocsin.store.database import SqlDatabase
+from tocsin.store.mapping import profile_from, profile_values
+from tocsin.store.schema import users
+
+
+class Profiles:
+    def __init__(self, db: SqlDatabase) -> None:
+        self._db = db
+
+    async def put(self, profile: UserProfile, now: datetime) -> UserProfile:
+        fields = profile_values(profile)
+
+        async def work(conn: AsyncConnection) -> None:
+            stmt = self._db.insert(users).values(id=profile.id, created_at=now,
+                                                 updated_at=now, **fields)
+            await conn.execute(stmt.on_conflict_do_update(
+                index_elements=["id"], set_={**fields, "updated_at": now}))
+
+        await self._db.transact(work)
+        return profile
+
+    async def get(self, user_id: str) -> UserProfile:
+        async with self._db.reading() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+        if row is None:
+            raise NotFound("no such user")
+        return profile_from(row)

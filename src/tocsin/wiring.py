@@ -1,0 +1,91 @@
+"""The composition root: which implementation of each port, and the pipeline's stages and
+announcers in their order. The one module that knows how the pieces fit."""
+
+from __future__ import annotations
+
+from tocsin.auth.keys import KeyVerifier
+from tocsin.auth.secrets_file import resolve_jwt_secret
+from tocsin.auth.tokens import TokenAuthority
+from tocsin.bus.base import Bus
+from tocsin.bus.memory import MemoryBus
+from tocsin.channels import registry
+from tocsin.channels.base import Channel
+from tocsin.channels.delivery import DeliveryHandler
+from tocsin.clock import Clock
+from tocsin.domain.drafts import LIVE_CHANNEL
+from tocsin.jobs.base import Jobs
+from tocsin.jobs.sql import SqlJobs
+from tocsin.jobs.worker import RetryPolicy, Worker
+from tocsin.pipeline.announcers import WorkerWake
+from tocsin.pipeline.base import PublishAnnouncer, Stage
+from tocsin.pipeline.pipeline import PublishPipeline
+from tocsin.pipeline.reads import Reads
+from tocsin.pipeline.routing import Routing
+from tocsin.pipeline.validation import Validation
+from tocsin.realtime.fanout import Fanout
+from tocsin.realtime.node import Realtime
+from tocsin.services import Services
+from tocsin.settings import Settings
+from tocsin.store.base import Store
+from tocsin.store.sql import SqlStore
+
+
+def build_store(settings: Settings) -> SqlStore:
+    return SqlStore(settings.database_url, pool_size=settings.db_pool_size,
+                    connect_timeout=settings.db_connect_timeout,
+                    busy_timeout_ms=settings.db_busy_timeout_ms)
+
+
+def build_bus(settings: Settings) -> Bus:
+    if settings.bus_url.startswith("memory://"):
+        return MemoryBus()
+    from tocsin.bus.redis import RedisBus  # imported only when configured: an optional extra
+
+    return RedisBus(settings.bus_url, publish_timeout=settings.bus_publish_timeout_seconds)
+
+
+def build_jobs(store: SqlStore) -> Jobs:
+    return SqlJobs(store.db)
+
+
+def build_worker(settings: Settings, store: Store, jobs: Jobs, channels: dict[str, Channel],
+                 clock: Clock) -> Worker:
+    return Worker(
+        jobs, [DeliveryHandler(store, channels)], clock,
+        lease_seconds=settings.outbox_lease_seconds, batch=settings.outbox_batch,
+        retry=RetryPolicy(max_attempts=settings.outbox_max_attempts,
+                          base_seconds=settings.outbox_backoff_base_seconds,
+                          cap_seconds=settings.outbox_backoff_cap_seconds),
+    )
+
+
+def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) -> Services:
+    channels = registry.configured(settings)
+    jobs = build_jobs(store)
+    worker = build_worker(settings, store, jobs, channels, clock)
+    run_worker = settings.worker_in_process and bool(channels)
+    fanout = Fanout(bus)
+    reads = Reads(store, clock, [fanout])
+    announcers: list[PublishAnnouncer] = [fanout]
+    if run_worker:
+        announcers.append(WorkerWake(worker.wake))
+    stages: list[Stage] = [
+        Validation(max_batch_users=settings.max_batch_users,
+                   channels={LIVE_CHANNEL, *channels}),
+        Routing(),
+    ]
+    return Services(
+        settings=settings,
+        store=store,
+        clock=clock,
+        keys=KeyVerifier(store, settings.api_keys, clock, settings.api_key_cache_seconds),
+        tokens=TokenAuthority(resolve_jwt_secret(settings), settings.jwt_algorithm, clock=clock,
+                              max_ttl_seconds=settings.max_token_ttl_seconds),
+        pipeline=PublishPipeline(store, clock, stages=stages, announcers=announcers,
+                                 idempotency_ttl_seconds=settings.idempotency_ttl_seconds),
+        reads=reads,
+        realtime=Realtime(bus, fanout, reads, store, clock, settings),
+        jobs=jobs,
+        channels=channels,
+        worker=worker if run_worker else None,
+    )
