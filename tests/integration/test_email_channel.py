@@ -14,7 +14,8 @@ import pytest
 from tests.support.smtp import DROP, Command, SmtpServer, smtp_server, unused_port
 from tocsin.channels.base import PermanentError, RetryableError, Unaddressable
 from tocsin.channels.email import EmailChannel
-from tocsin.domain.models import Delivery, Notification, UserProfile
+from tocsin.channels.base import Delivery
+from tocsin.domain.models import Notification, UserProfile
 from tocsin.smtp import SmtpSettings
 
 SENDER = "Tocsin <notifications@tocsin.test>"

@@ -11,9 +11,11 @@ import pytest
 
 from tocsin.bus.memory import MemoryBus
 from tocsin.clock import SystemClock
-from tocsin.domain.models import Notification, NotificationDraft, PublishBatch
+from tocsin.domain.drafts import NotificationDraft, PublishBatch
+from tocsin.domain.models import Notification
 from tocsin.realtime.connection import Connection, LiveServices
 from tocsin.realtime.events import Event
+from tocsin.pipeline.reads import Reads
 from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.hub import Hub
 from tocsin.realtime.session import INTERNAL_ERROR, Close, Limits, Session
@@ -44,7 +46,8 @@ async def test_a_replay_that_fails_ends_the_stream_with_a_close_code(
     await store.publish(PublishBatch(publisher="p", drafts=[
         NotificationDraft(user_id="ada", type="comment", data={})]), clock.now(), 60)
     bus = MemoryBus()
-    services = LiveServices(store=store, hub=Hub(bus), fanout=Fanout(bus), clock=clock)
+    services = LiveServices(store=store, hub=Hub(bus),
+                            reads=Reads(store, clock, [Fanout(bus)]), clock=clock)
     session = Session(user_id="ada", since=0, limits=Limits(), now=0.0)
     connection = Connection(session, services)
     await connection.open()

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tocsin.domain.errors import StoreUnavailable
 from tocsin.store import migrate as migrations
-from tocsin.store.engine import WRITE_OPTION, create_engine
+from tocsin.store.engine import READ_OPTION, WRITE_OPTION, create_engine
 from tocsin.store.errors import Retry, reraise
 
 T = TypeVar("T")
@@ -45,7 +45,8 @@ class SqlDatabase:
         #: `INSERT … ON CONFLICT` of this dialect.
         self.insert: Any = sqlite.insert if self.is_sqlite else postgresql.insert
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
-        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reader = self.engine.execution_options(
+            **({READ_OPTION: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}))
         # SQLite has one writer; queueing here keeps this process's writers off the busy loop.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 

@@ -15,6 +15,11 @@ from tocsin.domain.errors import SettingsError
 #: Execution option set on the writer engine: SQLite then opens `BEGIN IMMEDIATE`, so a
 #: transaction that reads before it writes can never fail to upgrade its lock.
 WRITE_OPTION = "tocsin_write"
+#: Execution option set on the reader engine of SQLite: no BEGIN at all, each statement runs
+#: on its own. (PostgreSQL's reader uses the AUTOCOMMIT isolation level instead; on SQLite
+#: that level would hand transaction control back to the driver when the connection returns
+#: to the pool.)
+READ_OPTION = "tocsin_read"
 
 
 def async_url(url: str) -> str:
@@ -79,7 +84,9 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:
         raise SettingsError(f"TOCSIN_DATABASE_URL: directory {path.parent} does not exist")
     engine = create_async_engine(
         url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
-        skip_autocommit_rollback=True, connect_args={"timeout": busy_timeout_ms / 1000},
+        # No skip_autocommit_rollback here: the driver runs in autocommit (transactions are
+        # begun by hand, see below), so skipping would leave those open in the pool.
+        connect_args={"timeout": busy_timeout_ms / 1000},
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -96,7 +103,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         options = conn.get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
+        if options.get(READ_OPTION):
             return  # reads: each statement on its own, no transaction at all
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
 
