@@ -33,9 +33,19 @@ class Received:
             await asyncio.sleep(0.01)
         raise AssertionError(f"expected {count} events, got {len(self.events)}")
 
-    async def settle(self) -> None:
-        """Give a wrongly delivered event the time to show up."""
-        await asyncio.sleep(0.2)
+    async def barrier(self, bus: Bus) -> None:
+        """Publish a marker to a user of its own and wait for it: since one node's events
+        arrive in the order it published them, anything published before the marker that was
+        going to arrive has arrived by then. (Proves "nothing more came" without sleeping.)"""
+        marker = new_user("marker")
+        await bus.subscribe(marker)
+        await bus.publish([(marker, Event.of("marker", {}))])
+        for _ in range(500):
+            if any(user == marker for user, *_ in self.events):
+                self.events = [event for event in self.events if event[0] != marker]
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the marker never arrived")
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -72,18 +82,36 @@ async def test_only_subscribed_users_are_delivered(bus: tuple[Bus, Received]) ->
     await implementation.publish([(other, Event.of("read", {"ids": []}))])
     await implementation.publish([(mine, Event.of("read", {"ids": ["a"]}))])
     await received.wait_for(1)
-    await received.settle()
+    await received.barrier(implementation)
     assert [user for user, *_ in received.events] == [mine]
 
 
-async def test_unsubscribe_stops_delivery_and_publish_never_raises(bus: tuple[Bus, Received]
-                                                                   ) -> None:
+async def test_unsubscribe_stops_delivery_and_a_resubscribe_restarts_it(
+        bus: tuple[Bus, Received]) -> None:
     implementation, received = bus
     user = new_user()
     await implementation.subscribe(user)
     await implementation.unsubscribe(user)
-    await implementation.unsubscribe(user)  # twice is harmless
-    await implementation.publish([(user, Event.of("read", {"ids": []}))])
-    await implementation.publish([(new_user(), Event.of("read", {"ids": []}))])
-    await received.settle()
+    await implementation.unsubscribe(user)  # a second unsubscribe changes nothing
+    await implementation.publish([(user, Event.of("read", {"ids": ["gone"]}))])
+    await implementation.publish([(new_user(), Event.of("read", {"ids": ["nobody"]}))])
+    await received.barrier(implementation)
     assert received.events == []
+    await implementation.subscribe(user)
+    await implementation.publish([(user, Event.of("read", {"ids": ["back"]}))])
+    await received.wait_for(1)
+    assert received.events == [(user, "read", None, b'{"ids":["back"]}')]
+
+
+async def test_events_of_one_node_arrive_in_publish_order_across_users(
+        bus: tuple[Bus, Received]) -> None:
+    implementation, received = bus
+    users = [new_user() for _ in range(3)]
+    for user in users:
+        await implementation.subscribe(user)
+    sent = [(users[i % 3], Event.of("read", {"n": i})) for i in range(30)]
+    for start in range(0, 30, 7):  # in batches and one by one alike
+        await implementation.publish(sent[start:start + 7])
+    await received.wait_for(30)
+    assert [(user, data) for user, _, _, data in received.events] == [
+        (user, event.data) for user, event in sent]

@@ -78,6 +78,10 @@ async def stream_admitted(server: LiveServer, user: str) -> bool:
         "GET", f"{server.url}/v1/stream", headers=headers
     ) as response:
         assert response.status_code in (200, 429), response.status_code
+        if response.status_code == 429:
+            await response.aread()
+            assert response.json()["error"]["code"] == "too_many_connections"
+            assert response.headers["Retry-After"].isdigit()
         return response.status_code == 200
 
 

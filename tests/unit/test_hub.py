@@ -68,7 +68,9 @@ async def test_last_detach_unsubscribes_and_nothing_more_arrives() -> None:
     assert bus.calls[-1] == ("unsubscribe", "a")
     await bus.publish([("a", Event.of("read", {"ids": []}))])
     assert first.events == [] and second.events == [] and hub.connections == 0
-    await hub.detach(second)  # detaching twice is harmless
+    calls = list(bus.calls)
+    await hub.detach(second)  # detaching twice changes nothing
+    assert bus.calls == calls and hub.connections == 0 and hub.users == 0
 
 
 async def test_a_gap_upstream_resumes_every_connection() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,8 +30,9 @@ async def _tocsin_error(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     if isinstance(exc, StoreUnavailable):
-        headers["Retry-After"] = "5"
         log.warning("store unavailable: %s", exc.message)
     return error_response(exc.status, exc.code, exc.message, exc.details, headers or None)
 

@@ -18,9 +18,9 @@ class Bus(Protocol):
 
     Guarantees every implementation gives:
 
-    - Events published for one user by one publisher arrive at each subscribed node in the
-      order they were published. Events from different publishers may interleave in any order
-      (clients reorder notifications by `seq`).
+    - Events published by one node arrive at each subscribed node in the order that node
+      published them, across users too. Events from different nodes may interleave in any
+      order (clients reorder notifications by `seq`).
     - Delivery is at most once. The store is the truth: when events may have been lost, the
       bus calls `on_gap` on every node where they could be missing (with the user, or None for
       every user, after a reconnect), and those connections recover by `seq`. An event a

@@ -52,6 +52,7 @@ MAX_QUEUED = 100_000
 _HEALTH_INTERVAL = 5.0  # an idle subscription is pinged this often…
 _DEAD_AFTER = 15.0  # …and given up when nothing at all was heard for this long
 _BACKOFF_BASE, _BACKOFF_CAP = 0.1, 5.0
+_RESAY_SECONDS = 60.0
 
 
 def channel(user_id: str) -> str:
@@ -228,6 +229,8 @@ class RedisBus:
 
     async def _run(self) -> None:
         attempt = 0
+        loop = asyncio.get_running_loop()
+        said = -_RESAY_SECONDS  # when the outage was last logged
         while not self._closing:
             try:
                 await self._connect()
@@ -238,7 +241,11 @@ class RedisBus:
             except Exception as exc:  # any failure means: reconnect and resume
                 if self._closing:
                     return
-                log.warning("bus connection lost: %s", exc or type(exc).__name__)
+                # Once when it happens, then once a minute while it lasts: not every attempt.
+                if attempt == 0 or loop.time() - said >= _RESAY_SECONDS:
+                    state = "lost" if attempt == 0 else f"still down after {attempt} attempts"
+                    log.warning("bus connection %s: %s", state, exc or type(exc).__name__)
+                    said = loop.time()
             self._connected.clear()
             await self._drop_pubsub()
             attempt += 1

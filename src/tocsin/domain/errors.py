@@ -10,11 +10,16 @@ class TocsinError(Exception):
 
     status = 400
     code = "bad_request"
+    #: Seconds after which trying again may succeed (sent as Retry-After), for 429 and 503.
+    retry_after: float | None = None
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(self, message: str, *, details: Any = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class SettingsError(TocsinError):
@@ -57,3 +62,4 @@ class StoreUnavailable(TocsinError):
 
     status = 503
     code = "store_unavailable"
+    retry_after = 5

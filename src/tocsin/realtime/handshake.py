@@ -21,6 +21,7 @@ class Refused(TocsinError):
 class TooManyConnections(TocsinError):
     status = 429
     code = "too_many_connections"
+    retry_after = 5  # streams close all the time: a slot is likely free by then
 
 
 @dataclass(frozen=True, slots=True)
