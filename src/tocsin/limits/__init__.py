@@ -1,0 +1,1 @@
+"""Rate limits: how often something may happen, counted atomically."""
