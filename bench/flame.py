@@ -178,7 +178,7 @@ def _fanout(frame: str) -> bool:
 def _stream_task(frame: str) -> bool:
     return frame.startswith("websocket_stream ") or frame_path(frame) in (
         "tocsin/realtime/connection.py", "tocsin/realtime/session.py",
-        "tocsin/realtime/events.py")
+        "tocsin/domain/events.py")
 
 
 def _ws_send(frame: str) -> bool:

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from tests.support.services import private_redis
 from tocsin.bus.redis import RedisBus
-from tocsin.realtime.events import Event
+from tocsin.domain.events import Event
 
 pytestmark = pytest.mark.redis
 

@@ -11,9 +11,9 @@ import pytest
 
 from tocsin.bus.memory import MemoryBus
 from tocsin.clock import SystemClock
+from tocsin.domain.events import Event
 from tocsin.domain.models import Notification, NotificationDraft, PublishBatch
 from tocsin.realtime.connection import Connection, LiveServices
-from tocsin.realtime.events import Event
 from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.hub import Hub
 from tocsin.realtime.session import INTERNAL_ERROR, Close, Limits, Session

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from tests.support.client import counted
+from tocsin.domain.events import Event, notification_event
 from tocsin.domain.models import Notification, UnreadCount
-from tocsin.realtime.events import Event, notification_event
 from tocsin.realtime.session import (
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,

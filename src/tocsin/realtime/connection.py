@@ -19,7 +19,7 @@ from typing import Any
 
 from tocsin.clock import Clock
 from tocsin.domain.errors import NotFound, TocsinError
-from tocsin.realtime.events import Event
+from tocsin.domain.events import Event
 from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.hub import Hub
 from tocsin.realtime.session import (

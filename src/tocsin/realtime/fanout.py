@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tocsin.bus.base import Bus
+from tocsin.domain.events import Event, notification_event, read_events, unread_event
 from tocsin.domain.models import PublishOutcome, ReadChange
-from tocsin.realtime.events import Event, notification_event, read_events, unread_event
 
 
 class Fanout:

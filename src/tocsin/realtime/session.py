@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from tocsin.domain.events import RESYNC, Event, notification_event, unread_event
 from tocsin.domain.models import Notification, UnreadCount
-from tocsin.realtime.events import RESYNC, Event, notification_event, unread_event
 
 # WebSocket close codes, used by every transport to say why a stream ended.
 POLICY_VIOLATION = 1008

@@ -11,8 +11,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tocsin.api.openapi import errors
+from tocsin.domain.events import Event
 from tocsin.realtime.connection import Connection
-from tocsin.realtime.events import Event
 from tocsin.realtime.handshake import check
 from tocsin.realtime.session import Close, Heartbeat
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tocsin.domain.errors import TocsinError
+from tocsin.domain.events import Event
 from tocsin.realtime.connection import Connection
-from tocsin.realtime.events import Event
 from tocsin.realtime.handshake import TooManyConnections, check
 from tocsin.realtime.session import (
     INTERNAL_ERROR,
