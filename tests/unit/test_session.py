@@ -221,13 +221,3 @@ def test_oversized_frame_closes_with_1009() -> None:
     s.open(UnreadCount(0, 0))
     assert s.message('{"op": "ping", "pad": "xxxxxxxx"}') == [
         Close(MESSAGE_TOO_BIG, "frames are limited to 10")]
-
-
-def test_event_frames_are_built_once_per_transport() -> None:
-    event = live(3)
-    assert event.ws_text() is event.ws_text()
-    assert event.sse_frame() is event.sse_frame()
-    assert event.sse_frame().startswith(b"id: 3\nevent: notification\ndata: {")
-    assert orjson.loads(event.ws_text())["data"]["seq"] == 3
-    assert Event.decode(event.encode()).data == event.data
-    assert Event.decode(event.encode()).seq == 3

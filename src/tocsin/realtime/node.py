@@ -12,6 +12,8 @@ from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.handshake import Handshake
 from tocsin.realtime.hub import Hub
 from tocsin.realtime.session import Limits, Session
+from tocsin.realtime.transports.sse import SseCodec
+from tocsin.realtime.transports.websocket import WebSocketCodec
 from tocsin.settings import Settings
 from tocsin.store.base import Store
 
@@ -30,6 +32,8 @@ class Realtime:
             heartbeat=settings.heartbeat_seconds, max_buffer=settings.stream_queue_size * 4,
             max_frame=settings.ws_max_frame_bytes,
         )
+        self.ws_codec = WebSocketCodec()
+        self.sse_codec = SseCodec()
 
     def new_session(self, hello: Handshake) -> Session:
         now = asyncio.get_running_loop().time()

@@ -10,7 +10,6 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tocsin.domain.errors import TocsinError
-from tocsin.domain.events import Event
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.handshake import TooManyConnections, check
 from tocsin.realtime.session import (
@@ -41,6 +40,7 @@ async def websocket_stream(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     connection = Connection(rt.new_session(hello), rt.live)
+    codec = rt.ws_codec
     reader = asyncio.create_task(_read(websocket, connection))
     try:
         await connection.open()
@@ -51,13 +51,13 @@ async def websocket_stream(websocket: WebSocket) -> None:
                     with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
                         await websocket.close(code=item.code, reason=item.reason)
                 return
-            if isinstance(item, Event):
+            text = codec.frame(item)
+            if text is not None:
                 # A send that cannot complete means the peer stopped reading: drop it.
                 await asyncio.wait_for(
-                    websocket.send({"type": "websocket.send", "text": item.ws_text()}),
+                    websocket.send({"type": "websocket.send", "text": text}),
                     svc.settings.stream_send_timeout_seconds,
                 )
-            # Heartbeat: WebSocket keep-alive pings are sent by the server (uvicorn).
     except (WebSocketDisconnect, TimeoutError, RuntimeError, OSError):
         return
     except TocsinError as exc:  # the store failed while opening
