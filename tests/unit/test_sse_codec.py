@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from tocsin.domain.events import RESYNC, Event, notification_event
 from tocsin.domain.models import Notification
-from tocsin.realtime.session import Heartbeat
+from tocsin.realtime.session import Heartbeat, Reply
 from tocsin.realtime.transports.sse import SseCodec
 
 codec = SseCodec()
@@ -41,3 +41,8 @@ def test_an_event_is_framed_once_for_every_connection() -> None:
 def test_the_stream_opens_with_a_retry_delay_and_idles_with_comment_lines() -> None:
     assert codec.opening == b"retry: 1000\n\n"
     assert codec.frame(Heartbeat()) == b": ping\n\n"
+
+
+def test_a_reply_would_be_framed_as_its_event() -> None:
+    # SSE clients send no frames, so nothing is ever answered; still, nothing is left unframed.
+    assert codec.frame(Reply(Event.of("pong", {}), ref=1)) == b"event: pong\ndata: {}\n\n"

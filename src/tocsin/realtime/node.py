@@ -1,4 +1,4 @@
-"""This node's live delivery, wired: bus, hub, fanout, connection limits, session limits."""
+"""This node's live delivery, wired: bus, hub, fanout, limits, and each transport's codec."""
 
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ class Realtime:
         self.limits = Limits(
             max_replay=settings.max_replay, gap_timeout=settings.stream_gap_timeout_seconds,
             heartbeat=settings.heartbeat_seconds, max_buffer=settings.stream_queue_size * 4,
-            max_frame=settings.ws_max_frame_bytes,
         )
-        self.ws_codec = WebSocketCodec()
+        self.ws_codec = WebSocketCodec(max_frame=settings.ws_max_frame_bytes)
         self.sse_codec = SseCodec()
 
     def new_session(self, hello: Handshake) -> Session:

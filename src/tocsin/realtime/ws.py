@@ -12,13 +12,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from tocsin.domain.errors import TocsinError
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.handshake import TooManyConnections, check
-from tocsin.realtime.session import (
-    INTERNAL_ERROR,
-    POLICY_VIOLATION,
-    TRY_AGAIN_LATER,
-    UNSUPPORTED_DATA,
-    Close,
-)
+from tocsin.realtime.session import INTERNAL_ERROR, POLICY_VIOLATION, TRY_AGAIN_LATER, Close
+from tocsin.realtime.transports.websocket import WebSocketCodec
 
 router = APIRouter()
 log = logging.getLogger("tocsin.realtime")
@@ -41,7 +36,7 @@ async def websocket_stream(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = Connection(rt.new_session(hello), rt.live)
     codec = rt.ws_codec
-    reader = asyncio.create_task(_read(websocket, connection))
+    reader = asyncio.create_task(_read(websocket, connection, codec))
     try:
         await connection.open()
         while True:
@@ -76,16 +71,15 @@ async def websocket_stream(websocket: WebSocket) -> None:
         rt.capacity.release(hello.user_id)
 
 
-async def _read(websocket: WebSocket, connection: Connection) -> None:
-    while True:
+async def _read(websocket: WebSocket, connection: Connection, codec: WebSocketCodec) -> None:
+    while not connection.closing:
         message = await websocket.receive()
-        kind = message["type"]
-        if kind == "websocket.disconnect":
+        if message["type"] == "websocket.disconnect":
             connection.shutdown(1000, "client went away")
             return
-        if message.get("text") is not None:
-            connection.message(message["text"])
+        frame: str | bytes | None = message.get("text")
+        if frame is None:
+            frame = message.get("bytes")
+        if frame is not None:
+            connection.op(codec.parse(frame))
             await connection.room()
-        elif message.get("bytes") is not None:
-            connection.shutdown(UNSUPPORTED_DATA, "frames must be text (JSON)")
-            return

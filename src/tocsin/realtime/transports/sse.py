@@ -8,7 +8,7 @@ frames: what they ask goes through the HTTP API.
 from __future__ import annotations
 
 from tocsin.domain.events import Event
-from tocsin.realtime.session import Heartbeat
+from tocsin.realtime.session import Heartbeat, Writable
 
 #: Written first: how soon EventSource reconnects, in milliseconds, after the stream ends.
 OPENING = b"retry: 1000\n\n"
@@ -28,7 +28,10 @@ class SseCodec:
 
     opening = OPENING
 
-    def frame(self, item: Event | Heartbeat) -> bytes:
+    def frame(self, item: Writable) -> bytes:
         if isinstance(item, Event):
             return item.framed(sse_frame)
-        return HEARTBEAT
+        if isinstance(item, Heartbeat):
+            return HEARTBEAT
+        # A reply answers a client frame, and SSE clients send none; framed as an event.
+        return sse_frame(item.event)
