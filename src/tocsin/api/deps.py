@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.applications import Starlette
 
 from tocsin.auth.keys import KeyVerifier, Publisher
 from tocsin.auth.tokens import TokenAuthority
@@ -35,9 +36,14 @@ class Services:
     worker: Worker | None
 
 
-async def services(request: Request) -> Services:  # async: no threadpool hop per request
-    found: Services = request.app.state.services
+def services_of(app: Starlette) -> Services:
+    """The services `create_app` wired into `app`: for routes and streams alike."""
+    found: Services = app.state.services
     return found
+
+
+async def services(request: Request) -> Services:  # async: no threadpool hop per request
+    return services_of(request.app)
 
 
 ServicesDep = Annotated[Services, Depends(services)]

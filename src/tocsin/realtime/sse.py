@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from tocsin.api.deps import services_of
 from tocsin.api.openapi import errors
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.handshake import check
@@ -94,7 +95,7 @@ class EventStream(Response):
 async def event_stream(request: Request) -> EventStream:
     """Resume with `Last-Event-ID` (sent by browsers on reconnect) or `?since=<seq>`: the
     notifications after it are replayed from the store, then the stream continues live."""
-    svc = request.app.state.services
+    svc = services_of(request.app)
     rt = svc.realtime
     hello = check(request.headers, request.query_params, svc.tokens,
                   svc.settings.allowed_origins, since_header="last-event-id")

@@ -9,6 +9,7 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from tocsin.api.deps import services_of
 from tocsin.domain.errors import TocsinError
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.handshake import TooManyConnections, check
@@ -21,7 +22,7 @@ log = logging.getLogger("tocsin.realtime")
 
 @router.websocket("/v1/ws")
 async def websocket_stream(websocket: WebSocket) -> None:
-    svc = websocket.app.state.services
+    svc = services_of(websocket.app)
     rt = svc.realtime
     try:
         hello = check(websocket.headers, websocket.query_params, svc.tokens,
