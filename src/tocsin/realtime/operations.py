@@ -5,8 +5,10 @@ happens next (`Session.op`). The names are the stream contract's, the same on ev
 
 Every operation that is answered carries `ref`, an opaque value the session never looks into
 and hands back on its reply (`Reply.ref`): a transport whose clients match answers to requests
-by an id (Socket.IO acknowledgements) puts that id there; the others leave it None, and their
-clients match replies by order, since a connection answers its operations in the order sent.
+by an id (Socket.IO acknowledgements) puts that id there. The others leave it None; their
+clients tell replies apart by what they say (an `ack` or `error` names its op, and the
+notification's id). Replies need not come in the order asked: a ping or a malformed frame is
+answered at once, read operations when the store has run them, one at a time, in order.
 """
 
 from __future__ import annotations

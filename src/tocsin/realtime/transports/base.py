@@ -13,8 +13,8 @@ Guarantees every codec gives:
 - Framing never changes what an event says. The name and the JSON object are the stream
   contract, the same on every transport; only the envelope around them differs.
 - A reply (`ack`, `error`, `pong`) is framed so its client can tell which operation it answers:
-  by the operation's `ref` where the transport has reply ids, else by order (a connection
-  answers its operations in the order they came).
+  by the operation's `ref` where the transport has reply ids, else by what the reply says (an
+  `ack` or `error` names its op and notification).
 - `frame` returns None for what the transport does not write itself (a heartbeat, where the
   server keeps the connection alive by other means).
 - `parse` (on transports whose clients send frames) never raises: every frame becomes exactly

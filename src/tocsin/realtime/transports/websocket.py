@@ -25,7 +25,7 @@ def ws_text(event: Event) -> str:
 
 class WebSocketCodec:
     """Text frames of JSON. Keep-alive is the server's WebSocket ping (uvicorn's), not a frame.
-    Replies are plain events: WebSocket clients match them to their operations by order."""
+    Replies are plain events (`ack`, `error`, `pong`): the protocol has no reply ids."""
 
     __slots__ = ("max_frame",)
 
