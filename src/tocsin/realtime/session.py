@@ -90,7 +90,7 @@ class Close:
 
 
 Action = Send | Reply | Fetch | Mark | Heartbeat | Close
-#: What a transport is handed to write, of the actions (a `Close` ends the stream instead).
+#: What a connection hands its transport to write (besides `Close`, which ends the stream).
 Writable = Event | Reply | Heartbeat
 
 
