@@ -41,7 +41,8 @@ class MarkRead:
 
 @dataclass(frozen=True, slots=True)
 class MarkAllRead:
-    """Mark every notification of the user with seq <= `seq` read (all of them, for None)."""
+    """Mark every notification of the user with seq <= `seq` read (for None, every one
+    committed when the store runs it)."""
 
     seq: int | None = None
     ref: Ref = None
