@@ -178,7 +178,7 @@ def _fanout(frame: str) -> bool:
 def _stream_task(frame: str) -> bool:
     return frame.startswith("websocket_stream ") or frame_path(frame) in (
         "tocsin/realtime/connection.py", "tocsin/realtime/session.py",
-        "tocsin/realtime/events.py")
+        "tocsin/domain/events.py", "tocsin/realtime/transports/websocket.py")
 
 
 def _ws_send(frame: str) -> bool:
@@ -198,7 +198,8 @@ LIVE_PROBES: list[tuple[str, Callable[[Sample], bool]]] = [
     ("live path, all of it (the three below, without overlap)",
      _any(lambda f: _fanout(f) or _stream_task(f) or _ws_send(f))),
     ("  fan-out: Fanout, bus.publish, hub dispatch, Connection.deliver", _any(_fanout)),
-    ("  stream tasks: websocket_stream, Connection, Session, Event", _any(_stream_task)),
+    ("  stream tasks: websocket_stream, Connection, Session, Event, codec",
+     _any(_stream_task)),
     ("    of which Connection.next (queue get, asyncio.wait, timers)",
      _any(lambda f: f.startswith("Connection.next "))),
     ("  WebSocket send (Starlette, uvicorn's protocol, websockets framing)", _any(_ws_send)),

@@ -11,7 +11,7 @@ from tests.support.client import new_user
 from tests.support.services import redis_bus
 from tocsin.bus.base import Bus
 from tocsin.bus.memory import MemoryBus
-from tocsin.realtime.events import Event
+from tocsin.domain.events import Event
 
 
 class Received:

@@ -13,7 +13,7 @@ from tests.support.client import settings_for
 from tests.support.services import private_redis
 from tocsin.app import create_app
 from tocsin.bus.redis import RedisBus
-from tocsin.realtime.events import Event
+from tocsin.domain.events import Event
 
 pytestmark = pytest.mark.redis
 

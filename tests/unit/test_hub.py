@@ -6,7 +6,7 @@ import asyncio
 
 from tocsin.bus.base import GapHandler, Handler
 from tocsin.bus.memory import MemoryBus
-from tocsin.realtime.events import Event
+from tocsin.domain.events import Event
 from tocsin.realtime.hub import Hub
 
 

@@ -9,8 +9,9 @@ import orjson
 import pytest
 
 from tests.support.client import counted
+from tocsin.domain.events import Event, notification_event
 from tocsin.domain.models import Notification, UnreadCount
-from tocsin.realtime.events import Event, notification_event
+from tocsin.realtime.operations import Invalid, MarkAllRead, MarkRead, Ping, Violation
 from tocsin.realtime.session import (
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
@@ -20,10 +21,12 @@ from tocsin.realtime.session import (
     Fetch,
     Heartbeat,
     Limits,
-    MarkRead,
+    Mark,
+    Reply,
     Send,
     Session,
 )
+from tocsin.realtime.transports.websocket import WebSocketCodec
 
 WHEN = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -196,8 +199,8 @@ def test_heartbeat_and_token_expiry() -> None:
 def test_client_frames_are_answered(frame: str, expected: str) -> None:
     s = session()
     s.open(UnreadCount(0, 0))
-    (action,) = s.message(frame)
-    assert isinstance(action, Send) and action.event.name == expected
+    (action,) = s.op(WebSocketCodec().parse(frame))
+    assert isinstance(action, Reply) and action.event.name == expected
     assert not s.closed
 
 
@@ -205,29 +208,56 @@ def test_mark_operations_become_actions_and_acks() -> None:
     s = session()
     s.open(UnreadCount(1, 1))
     nid = uuid.uuid4()
-    (mark,) = s.message(orjson.dumps({"op": "mark-as-read", "id": str(nid)}).decode())
-    assert mark == MarkRead(nid)
-    (ack,) = s.operation_done(mark, UnreadCount(0, 1, version=2), changed=1)
-    assert isinstance(ack, Send) and ack.event.name == "ack"
+    (mark,) = s.op(WebSocketCodec().parse(
+        orjson.dumps({"op": "mark-as-read", "id": str(nid)}).decode()))
+    assert mark == Mark(MarkRead(nid))
+    assert isinstance(mark, Mark)
+    (ack,) = s.operation_done(mark.op, UnreadCount(0, 1, version=2), changed=1)
+    assert isinstance(ack, Reply) and ack.event.name == "ack"
     assert orjson.loads(ack.event.data) == {"op": "mark-as-read", "id": str(nid), "changed": 1,
                                             "unread_count": 0, "seq": 1, "version": 2}
-    assert s.message('{"op": "mark-all-as-read", "seq": 4}') == [MarkRead(None, up_to=4)]
-    (failed,) = s.operation_failed(mark, "not_found", "no such notification")
-    assert isinstance(failed, Send) and failed.event.name == "error"
+    assert s.op(WebSocketCodec().parse('{"op": "mark-all-as-read", "seq": 4}')) == [
+        Mark(MarkAllRead(4))]
+    (failed,) = s.operation_failed(mark.op, "not_found", "no such notification")
+    assert isinstance(failed, Reply) and failed.event.name == "error"
 
 
 def test_oversized_frame_closes_with_1009() -> None:
-    s = session(max_frame=10)
+    s = session()
     s.open(UnreadCount(0, 0))
-    assert s.message('{"op": "ping", "pad": "xxxxxxxx"}') == [
+    assert s.op(WebSocketCodec(max_frame=10).parse('{"op": "ping", "pad": "xxxxxxxx"}')) == [
         Close(MESSAGE_TOO_BIG, "frames are limited to 10")]
+    assert s.closed
 
 
-def test_event_frames_are_built_once_per_transport() -> None:
-    event = live(3)
-    assert event.ws_text() is event.ws_text()
-    assert event.sse_frame() is event.sse_frame()
-    assert event.sse_frame().startswith(b"id: 3\nevent: notification\ndata: {")
-    assert orjson.loads(event.ws_text())["data"]["seq"] == 3
-    assert Event.decode(event.encode()).data == event.data
-    assert Event.decode(event.encode()).seq == 3
+def test_every_reply_carries_the_ref_of_the_operation_it_answers() -> None:
+    s = session()
+    s.open(UnreadCount(2, 2))
+    (pong,) = s.op(Ping(ref=7))
+    assert isinstance(pong, Reply) and pong.ref == 7
+    assert (pong.event.name, orjson.loads(pong.event.data)) == ("pong", {})
+    (error,) = s.op(Invalid("bad_frame", "no", op="mark-as-read", ref="a"))
+    assert isinstance(error, Reply) and error.ref == "a"
+    assert orjson.loads(error.event.data) == {"code": "bad_frame", "message": "no",
+                                              "op": "mark-as-read"}
+    nid = uuid.uuid4()
+    read, read_all = MarkRead(nid, ref=1), MarkAllRead(ref=2)
+    assert s.op(read) == [Mark(read)] and s.op(read_all) == [Mark(read_all)]
+    (ack,) = s.operation_done(read_all, UnreadCount(0, 2, version=5), changed=2)
+    assert isinstance(ack, Reply) and ack.ref == 2
+    assert orjson.loads(ack.event.data) == {"op": "mark-all-as-read", "changed": 2,
+                                            "unread_count": 0, "seq": 2, "version": 5}
+    (failed,) = s.operation_failed(read, "not_found", "no such notification")
+    assert isinstance(failed, Reply) and failed.ref == 1
+    assert orjson.loads(failed.event.data) == {"code": "not_found",
+                                               "message": "no such notification",
+                                               "op": "mark-as-read"}
+
+
+def test_a_violation_ends_the_stream_and_nothing_after_it_is_acted_upon() -> None:
+    s = session()
+    s.open(UnreadCount(0, 0))
+    assert s.op(Violation(1003, "frames must be text (JSON)")) == [
+        Close(1003, "frames must be text (JSON)")]
+    assert s.op(Ping()) == [] and s.op(MarkAllRead()) == []
+    assert s.event(live(1)) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from tocsin.realtime.events import Event
+from tocsin.domain.events import Event
 
 #: Called by the bus, on the event loop, for each event of a user this node subscribed to.
 Handler = Callable[[str, Event], None]

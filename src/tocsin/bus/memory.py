@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tocsin.bus.base import GapHandler, Handler
-from tocsin.realtime.events import Event
+from tocsin.domain.events import Event
 
 
 class MemoryBus:

@@ -26,7 +26,7 @@ from typing import Any
 
 from tocsin.bus.base import GapHandler, Handler
 from tocsin.domain.errors import SettingsError
-from tocsin.realtime.events import Event
+from tocsin.domain.events import Event
 
 try:
     from redis.asyncio import Redis

@@ -1,12 +1,13 @@
 """One client connection: carries out its Session's actions, whatever the transport.
 
-The hub hands it events (`deliver`); a transport pulls what to write (`next`), and feeds it the
-client's frames (`message`). Live events go through a bounded queue: a client that cannot keep
-up is closed with 1013 rather than growing this node's memory, and it recovers by seq when it
-returns. What the connection sends of its own accord (the opening count, a replay from the
-store) is not held against that bound: it is bounded already (by `max_replay` and the session's
-buffer), and counting it would close every client whose replay is longer than the queue, again
-on every reconnect, so that it could never catch up.
+The hub hands it events (`deliver`); a transport pulls what to write (`next`) and frames it with
+its codec, and feeds it the client's operations (`op`), parsed by that codec. Live events go
+through a bounded queue: a client that cannot keep up is closed with 1013 rather than growing
+this node's memory, and it recovers by seq when it returns. What the connection sends of its
+own accord (the opening count, a replay from the store) is not held against that bound: it is
+bounded already (by `max_replay` and the session's buffer), and counting it would close every
+client whose replay is longer than the queue, again on every reconnect, so that it could never
+catch up.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 
 from tocsin.clock import Clock
 from tocsin.domain.errors import NotFound, TocsinError
+from tocsin.domain.events import Event
 from tocsin.pipeline.reads import Reads
-from tocsin.realtime.events import Event
 from tocsin.realtime.hub import Hub
+from tocsin.realtime.operations import MarkRead, Op, ReadOp
 from tocsin.realtime.session import (
     INTERNAL_ERROR,
     TRY_AGAIN_LATER,
@@ -29,9 +31,11 @@ from tocsin.realtime.session import (
     Close,
     Fetch,
     Heartbeat,
-    MarkRead,
+    Mark,
+    Reply,
     Send,
     Session,
+    Writable,
 )
 from tocsin.store.base import Store
 
@@ -40,7 +44,7 @@ log = logging.getLogger("tocsin.realtime")
 #: Operations of one connection waiting their turn before its frames stop being read.
 MAX_PENDING_OPS = 16
 
-Outgoing = Event | Heartbeat | Close
+Outgoing = Writable | Close
 
 
 @dataclass(slots=True)
@@ -66,7 +70,7 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         # The client's operations run one at a time, in the order sent: a client firing frames
         # as fast as it can write them holds one database transaction at a time, not one each.
-        self._ops: asyncio.Queue[MarkRead] = asyncio.Queue()
+        self._ops: asyncio.Queue[ReadOp] = asyncio.Queue()
         self._op_runner: asyncio.Task[None] | None = None
         self._ops_room = asyncio.Event()
         self._ops_room.set()
@@ -94,8 +98,14 @@ class Connection:
     def resume(self) -> None:
         self._apply(self.session.resume())
 
-    def message(self, text: str) -> None:
-        self._apply(self.session.message(text))
+    def op(self, op: Op) -> None:
+        """An operation of the client's, parsed from its frame by the transport's codec."""
+        self._apply(self.session.op(op))
+
+    @property
+    def closing(self) -> bool:
+        """The stream is ending: nothing the client sends from now on is acted upon."""
+        return self.session.closed
 
     async def room(self) -> None:
         """Returns once the client may send its next frame: a transport awaits this between
@@ -141,15 +151,15 @@ class Connection:
         for action in actions:
             if isinstance(action, Send):
                 self._put(action.event, counted)
-            elif isinstance(action, Heartbeat):
+            elif isinstance(action, Reply | Heartbeat):
                 self._put(action, counted)
             elif isinstance(action, Close):
                 self._closing = action
                 self._wake.set()
             elif isinstance(action, Fetch):
                 self._spawn(self._fetch(action))
-            elif isinstance(action, MarkRead):
-                self._queue_op(action)
+            elif isinstance(action, Mark):
+                self._queue_op(action.op)
 
     def _put(self, item: Outgoing, counted: bool) -> None:
         if self._closing is not None:
@@ -169,8 +179,8 @@ class Connection:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _queue_op(self, action: MarkRead) -> None:
-        self._ops.put_nowait(action)
+    def _queue_op(self, op: ReadOp) -> None:
+        self._ops.put_nowait(op)
         if self._ops.qsize() >= MAX_PENDING_OPS:
             self._ops_room.clear()
         if self._op_runner is None:
@@ -178,12 +188,12 @@ class Connection:
 
     async def _run_ops(self) -> None:
         while True:
-            action = await self._ops.get()
+            op = await self._ops.get()
             try:
-                await self._mark(action)
+                await self._mark(op)
             except Exception:  # one failed operation must not leave the rest unanswered
-                log.exception("operation %r of user %s failed", action, self.user_id)
-                self._apply(self.session.operation_failed(action, "internal_error",
+                log.exception("operation %r of user %s failed", op, self.user_id)
+                self._apply(self.session.operation_failed(op, "internal_error",
                                                           "the operation failed; try again"))
             if self._ops.qsize() < MAX_PENDING_OPS:
                 self._ops_room.set()
@@ -204,18 +214,17 @@ class Connection:
             log.exception("replay for user %s failed", self.user_id)
             self._apply(self.session.close(INTERNAL_ERROR, "replay failed; reconnect later"))
 
-    async def _mark(self, action: MarkRead) -> None:
+    async def _mark(self, op: ReadOp) -> None:
         reads = self._svc.reads
         try:
-            if action.notification_id is not None:
-                change = await reads.mark_read(self.user_id, action.notification_id)
+            if isinstance(op, MarkRead):
+                change = await reads.mark_read(self.user_id, op.id)
             else:
-                change = await reads.mark_all_read(self.user_id, action.up_to)
+                change = await reads.mark_all_read(self.user_id, op.seq)
         except NotFound:
-            self._apply(self.session.operation_failed(action, "not_found",
-                                                      "no such notification"))
+            self._apply(self.session.operation_failed(op, "not_found", "no such notification"))
             return
         except TocsinError as exc:
-            self._apply(self.session.operation_failed(action, exc.code, exc.message))
+            self._apply(self.session.operation_failed(op, exc.code, exc.message))
             return
-        self._apply(self.session.operation_done(action, change.unread, len(change.ids)))
+        self._apply(self.session.operation_done(op, change.unread, len(change.ids)))

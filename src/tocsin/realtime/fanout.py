@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tocsin.bus.base import Bus
 from tocsin.domain.drafts import PublishOutcome
+from tocsin.domain.events import Event, notification_event, read_events, unread_event
 from tocsin.domain.models import ReadChange
-from tocsin.realtime.events import Event, notification_event, read_events, unread_event
 
 
 class Fanout:

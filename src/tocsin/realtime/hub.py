@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Protocol
 
 from tocsin.bus.base import Bus
-from tocsin.realtime.events import Event
+from tocsin.domain.events import Event
 
 
 class Listener(Protocol):

@@ -1,4 +1,4 @@
-"""This node's live delivery, wired: bus, hub, fanout, connection limits, session limits."""
+"""This node's live delivery, wired: bus, hub, fanout, limits, and each transport's codec."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.handshake import Handshake
 from tocsin.realtime.hub import Hub
 from tocsin.realtime.session import Limits, Session
+from tocsin.realtime.transports.sse import SseCodec
+from tocsin.realtime.transports.websocket import WebSocketCodec
 from tocsin.settings import Settings
 from tocsin.store.base import Store
 
@@ -30,8 +32,9 @@ class Realtime:
         self.limits = Limits(
             max_replay=settings.max_replay, gap_timeout=settings.stream_gap_timeout_seconds,
             heartbeat=settings.heartbeat_seconds, max_buffer=settings.stream_queue_size * 4,
-            max_frame=settings.ws_max_frame_bytes,
         )
+        self.ws_codec = WebSocketCodec(max_frame=settings.ws_max_frame_bytes)
+        self.sse_codec = SseCodec()
 
     def new_session(self, hello: Handshake) -> Session:
         now = asyncio.get_running_loop().time()

@@ -1,7 +1,10 @@
-"""The per-connection protocol, with no I/O: fed events and time, it answers with actions.
+"""The per-connection protocol, with no I/O: fed events, client operations and time, it
+answers with actions.
 
 WebSocket, SSE (and later Socket.IO) are thin layers that move bytes and carry out the actions;
-everything that decides *what* a client receives lives here and is tested without a socket.
+everything that decides *what* a client receives lives here and is tested without a socket. A
+client's frames reach it already parsed, as operations (`tocsin.realtime.operations`): parsing
+is each transport's codec's job.
 
 Exactly-once, in-order delivery of notifications, whatever the timing:
 
@@ -17,13 +20,20 @@ Exactly-once, in-order delivery of notifications, whatever the timing:
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
-import orjson
-
+from tocsin.domain.events import RESYNC, Event, notification_event, unread_event
 from tocsin.domain.models import Notification, UnreadCount
-from tocsin.realtime.events import RESYNC, Event, notification_event, unread_event
+from tocsin.realtime.operations import (
+    Invalid,
+    MarkAllRead,
+    MarkRead,
+    Op,
+    Ping,
+    ReadOp,
+    Ref,
+    Violation,
+)
 
 # WebSocket close codes, used by every transport to say why a stream ended.
 POLICY_VIOLATION = 1008
@@ -35,7 +45,18 @@ TRY_AGAIN_LATER = 1013
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """Write `event` (one shared by every connection that receives it)."""
+
     event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Write `event` (`ack`, `error` or `pong`) in answer to the operation whose `ref` it
+    carries, for the transport to route; a transport without reply ids writes it as an event."""
+
+    event: Event
+    ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +71,11 @@ class Fetch:
 
 
 @dataclass(frozen=True, slots=True)
-class MarkRead:
-    """Mark one notification read (or all, when `notification_id` is None, up to `up_to`),
-    broadcast the change to the user's connections, then call `Session.operation_done`."""
+class Mark:
+    """Carry out the read operation `op` against the store, broadcast the change to the user's
+    connections, then call `Session.operation_done` (or `operation_failed`) with `op`."""
 
-    notification_id: uuid.UUID | None
-    up_to: int | None = None
+    op: ReadOp
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +89,9 @@ class Close:
     reason: str
 
 
-Action = Send | Fetch | MarkRead | Heartbeat | Close
+Action = Send | Reply | Fetch | Mark | Heartbeat | Close
+#: What a connection hands its transport to write (besides `Close`, which ends the stream).
+Writable = Event | Reply | Heartbeat
 
 
 @dataclass(slots=True)
@@ -78,7 +100,6 @@ class Limits:
     gap_timeout: float = 1.0  # how long to wait for a missing seq before asking the store
     heartbeat: float = 15.0
     max_buffer: int = 1000  # live events held while replaying; beyond, the client is too slow
-    max_frame: int = 4096  # bytes of one client message
 
 
 @dataclass(slots=True)
@@ -234,54 +255,33 @@ class Session:
             return []
         return [self._fetch(after=self.last, limit=self.limits.max_replay, recount=True)]
 
-    # -- client messages -----------------------------------------------------------------------
+    # -- client operations ---------------------------------------------------------------------
 
-    def message(self, text: str) -> list[Action]:
-        """A frame from the client (WebSocket)."""
+    def op(self, op: Op) -> list[Action]:
+        """An operation from the client, as its transport's codec parsed it."""
         if self.closed:
             return []
-        if len(text) > self.limits.max_frame:
-            return self._close(MESSAGE_TOO_BIG, f"frames are limited to {self.limits.max_frame}")
-        try:
-            frame = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return [_error("bad_frame", "frames must be JSON objects")]
-        if not isinstance(frame, dict) or not isinstance(frame.get("op"), str):
-            return [_error("bad_frame", 'frames must be objects with an "op"')]
-        op = frame["op"]
-        if op == "ping":
-            return [Send(Event.of("pong", {}))]
-        if op == "mark-as-read":
-            raw = frame.get("id")
-            try:
-                notification_id = uuid.UUID(raw) if isinstance(raw, str) else None
-            except ValueError:
-                notification_id = None
-            if notification_id is None:
-                return [_error("bad_frame", '"mark-as-read" needs the notification "id"', op)]
-            return [MarkRead(notification_id)]
-        if op == "mark-all-as-read":
-            seq = frame.get("seq")
-            if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)
-                                    or seq < 0):
-                return [_error("bad_frame", '"seq" must be a non-negative integer', op)]
-            return [MarkRead(None, up_to=seq)]
-        return [_error("unknown_op", f"unknown op {op!r}; expected ping, mark-as-read or "
-                                     "mark-all-as-read", op)]
+        match op:
+            case Ping():
+                return [Reply(Event.of("pong", {}), op.ref)]
+            case MarkRead() | MarkAllRead():
+                return [Mark(op)]
+            case Invalid():
+                return [_error(op.code, op.message, op.op, op.ref)]
+            case Violation():
+                return self._close(op.code, op.reason)
 
-    def operation_done(self, action: MarkRead, unread: UnreadCount, changed: int) -> list[Action]:
+    def operation_done(self, op: ReadOp, unread: UnreadCount, changed: int) -> list[Action]:
         payload: dict[str, object] = {
-            "op": "mark-as-read" if action.notification_id else "mark-all-as-read",
-            "changed": changed, "unread_count": unread.count, "seq": unread.seq,
+            "op": op.name, "changed": changed, "unread_count": unread.count, "seq": unread.seq,
             "version": unread.version,
         }
-        if action.notification_id is not None:
-            payload["id"] = str(action.notification_id)
-        return [Send(Event.of("ack", payload))]
+        if isinstance(op, MarkRead):
+            payload["id"] = str(op.id)
+        return [Reply(Event.of("ack", payload), op.ref)]
 
-    def operation_failed(self, action: MarkRead, code: str, message: str) -> list[Action]:
-        op = "mark-as-read" if action.notification_id else "mark-all-as-read"
-        return [_error(code, message, op)]
+    def operation_failed(self, op: ReadOp, code: str, message: str) -> list[Action]:
+        return [_error(code, message, op.name, op.ref)]
 
     # -- closing -------------------------------------------------------------------------------
 
@@ -296,14 +296,14 @@ class Session:
         return [Close(code, reason)]
 
 
-def _error(code: str, message: str, op: str | None = None) -> Send:
+def _error(code: str, message: str, op: str | None, ref: Ref) -> Reply:
     payload: dict[str, str] = {"code": code, "message": message}
     if op is not None:
         payload["op"] = op
-    return Send(Event.of("error", payload))
+    return Reply(Event.of("error", payload), ref)
 
 
 __all__ = [
-    "Action", "Close", "Fetch", "Heartbeat", "Limits", "MarkRead", "Send", "Session",
-    "unread_event",
+    "Action", "Close", "Fetch", "Heartbeat", "Limits", "Mark", "Reply", "Send", "Session",
+    "Writable", "unread_event",
 ]

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from tocsin.services import services_of
 from tocsin.api.openapi import errors
 from tocsin.realtime.connection import Connection
-from tocsin.realtime.events import Event
 from tocsin.realtime.handshake import check
-from tocsin.realtime.session import Close, Heartbeat
+from tocsin.realtime.session import Close
+from tocsin.realtime.transports.sse import SseCodec
 
 router = APIRouter(tags=["user"])
 
@@ -31,10 +32,11 @@ class EventStream(Response):
     A write that does not complete within the send timeout means the client stopped reading;
     the stream is then dropped, and the client resumes with Last-Event-ID."""
 
-    def __init__(self, connection: Connection, send_timeout: float,
+    def __init__(self, connection: Connection, codec: SseCodec, send_timeout: float,
                  release: Callable[[], None]) -> None:
         super().__init__(media_type="text/event-stream")
         self.connection = connection
+        self.codec = codec
         self.send_timeout = send_timeout
         self._release = release
 
@@ -42,14 +44,12 @@ class EventStream(Response):
         watcher = asyncio.create_task(self._watch_disconnect(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-            await self._write(send, b"retry: 1000\n\n")
+            await self._write(send, self.codec.opening)
             while True:
                 item = await self.connection.next()
                 if isinstance(item, Close):
                     break
-                frame = b": ping\n\n" if isinstance(item, Heartbeat) else \
-                    item.sse_frame() if isinstance(item, Event) else b""
-                await self._write(send, frame)
+                await self._write(send, self.codec.frame(item))
             with contextlib.suppress(OSError, RuntimeError):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (TimeoutError, OSError, RuntimeError):
@@ -95,7 +95,7 @@ class EventStream(Response):
 async def event_stream(request: Request) -> EventStream:
     """Resume with `Last-Event-ID` (sent by browsers on reconnect) or `?since=<seq>`: the
     notifications after it are replayed from the store, then the stream continues live."""
-    svc = request.app.state.services
+    svc = services_of(request.app)
     rt = svc.realtime
     hello = check(request.headers, request.query_params, svc.tokens,
                   svc.settings.allowed_origins, since_header="last-event-id")
@@ -107,5 +107,5 @@ async def event_stream(request: Request) -> EventStream:
         await connection.close()
         rt.capacity.release(hello.user_id)
         raise
-    return EventStream(connection, svc.settings.stream_send_timeout_seconds,
+    return EventStream(connection, rt.sse_codec, svc.settings.stream_send_timeout_seconds,
                        lambda: rt.capacity.release(hello.user_id))

@@ -9,17 +9,12 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from tocsin.services import services_of
 from tocsin.domain.errors import TocsinError
 from tocsin.realtime.connection import Connection
-from tocsin.realtime.events import Event
 from tocsin.realtime.handshake import TooManyConnections, check
-from tocsin.realtime.session import (
-    INTERNAL_ERROR,
-    POLICY_VIOLATION,
-    TRY_AGAIN_LATER,
-    UNSUPPORTED_DATA,
-    Close,
-)
+from tocsin.realtime.session import INTERNAL_ERROR, POLICY_VIOLATION, TRY_AGAIN_LATER, Close
+from tocsin.realtime.transports.websocket import WebSocketCodec
 
 router = APIRouter()
 log = logging.getLogger("tocsin.realtime")
@@ -27,7 +22,7 @@ log = logging.getLogger("tocsin.realtime")
 
 @router.websocket("/v1/ws")
 async def websocket_stream(websocket: WebSocket) -> None:
-    svc = websocket.app.state.services
+    svc = services_of(websocket.app)
     rt = svc.realtime
     try:
         hello = check(websocket.headers, websocket.query_params, svc.tokens,
@@ -41,7 +36,8 @@ async def websocket_stream(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     connection = Connection(rt.new_session(hello), rt.live)
-    reader = asyncio.create_task(_read(websocket, connection))
+    codec = rt.ws_codec
+    reader = asyncio.create_task(_read(websocket, connection, codec))
     try:
         await connection.open()
         while True:
@@ -51,13 +47,13 @@ async def websocket_stream(websocket: WebSocket) -> None:
                     with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
                         await websocket.close(code=item.code, reason=item.reason)
                 return
-            if isinstance(item, Event):
+            text = codec.frame(item)
+            if text is not None:
                 # A send that cannot complete means the peer stopped reading: drop it.
                 await asyncio.wait_for(
-                    websocket.send({"type": "websocket.send", "text": item.ws_text()}),
+                    websocket.send({"type": "websocket.send", "text": text}),
                     svc.settings.stream_send_timeout_seconds,
                 )
-            # Heartbeat: WebSocket keep-alive pings are sent by the server (uvicorn).
     except (WebSocketDisconnect, TimeoutError, RuntimeError, OSError):
         return
     except TocsinError as exc:  # the store failed while opening
@@ -76,16 +72,15 @@ async def websocket_stream(websocket: WebSocket) -> None:
         rt.capacity.release(hello.user_id)
 
 
-async def _read(websocket: WebSocket, connection: Connection) -> None:
-    while True:
+async def _read(websocket: WebSocket, connection: Connection, codec: WebSocketCodec) -> None:
+    while not connection.closing:
         message = await websocket.receive()
-        kind = message["type"]
-        if kind == "websocket.disconnect":
+        if message["type"] == "websocket.disconnect":
             connection.shutdown(1000, "client went away")
             return
-        if message.get("text") is not None:
-            connection.message(message["text"])
+        frame: str | bytes | None = message.get("text")
+        if frame is None:
+            frame = message.get("bytes")
+        if frame is not None:
+            connection.op(codec.parse(frame))
             await connection.room()
-        elif message.get("bytes") is not None:
-            connection.shutdown(UNSUPPORTED_DATA, "frames must be text (JSON)")
-            return

@@ -2,46 +2,55 @@
 
 Names and shapes are the same on every transport: `notification` (the notification as the list
 returns it, with its `seq`), `unread-count` `{"count", "seq"}`, `read` `{"ids"}`, `read-all`
-`{"seq"}`, `resync` `{"recovered": false}`, and per connection `ack`, `error`, `pong`.
+`{"seq"}`, `resync` `{"recovered": false}`, and per connection `ack`, `error`, `pong`. How an
+event looks on the wire is each transport's codec's business (`tocsin.realtime.transports`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
 from tocsin.domain.encoding import notification_json
 from tocsin.domain.models import Notification, ReadChange, UnreadCount
 
+F = TypeVar("F")
+
 
 class Event:
-    """One event. `data` is its JSON object, encoded once; the WebSocket text and the SSE frame
-    are built on first use and then reused for every connection that receives the event."""
+    """One event. `data` is its JSON object, encoded once. An event is immutable once built, so
+    what a transport makes of it can be made once and shared: see `framed`."""
 
-    __slots__ = ("_sse", "_ws", "data", "name", "seq")
+    __slots__ = ("_frames", "data", "name", "seq")
 
     def __init__(self, name: str, data: bytes, seq: int | None = None) -> None:
         self.name = name
         self.data = data
         self.seq = seq  # set on notifications only: their position in the user's sequence
-        self._ws: str | None = None
-        self._sse: bytes | None = None
+        # A fan-out hands one event to every connection of its user: each transport frames it
+        # on first use, and every other connection on that transport writes the same object.
+        self._frames: dict[Callable[[Event], Any], Any] | None = None
 
     @classmethod
     def of(cls, name: str, payload: dict[str, Any], seq: int | None = None) -> Event:
         return cls(name, orjson.dumps(payload), seq)
 
-    def ws_text(self) -> str:
-        if self._ws is None:
-            self._ws = f'{{"event":"{self.name}","data":{self.data.decode()}}}'
-        return self._ws
-
-    def sse_frame(self) -> bytes:
-        if self._sse is None:
-            head = f"id: {self.seq}\n" if self.seq is not None else ""
-            self._sse = f"{head}event: {self.name}\ndata: ".encode() + self.data + b"\n\n"
-        return self._sse
+    def framed(self, framing: Callable[[Event], F]) -> F:
+        """`framing(self)`, computed on the first call and returned as the same object on every
+        later call with the same `framing`. The cache is keyed by the function itself: pass a
+        module-level function (a lambda made anew on every call would never hit)."""
+        # Called once per event for every connection it reaches: a hit is one dict lookup.
+        frames = self._frames
+        if frames is not None:
+            found: F | None = frames.get(framing)
+            if found is not None:
+                return found
+        else:
+            frames = self._frames = {}
+        frame = frames[framing] = framing(self)
+        return frame
 
     def encode(self) -> bytes:
         """For a bus between processes: `name seq\\n` then the JSON."""
