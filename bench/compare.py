@@ -48,6 +48,21 @@ def side_by_side(items: Iterable[T], key: Callable[[T], Hashable],
     return [(pair[0], pair[1]) for pair in pairs]
 
 
+def uneven(items: Iterable[T], key: Callable[[T], Hashable], is_baseline: Callable[[T], bool],
+           other: Callable[[T], float | None], limit: float) -> list[tuple[T, T]]:
+    """The (baseline, current) pairs whose `other` figures (the CPU the rest of the machine used
+    during each window, in % of one core) differ by more than `limit`: a neighbour that loaded
+    one build's window more than the other's skews their ratios, whatever the code did."""
+    skewed: list[tuple[T, T]] = []
+    for base, current in side_by_side(items, key, is_baseline):
+        if base is None or current is None:
+            continue
+        a, b = other(base), other(current)
+        if a is not None and b is not None and abs(a - b) > limit:
+            skewed.append((base, current))
+    return skewed
+
+
 def ratio(current: float | None, baseline: float | None) -> float | None:
     """current / baseline, or None when either is missing, not a number, or baseline is 0."""
     if current is None or baseline is None or not baseline:

@@ -59,7 +59,15 @@ import flame
 import gcstats
 import livegen
 from baseline import Build, builds_to_measure
-from compare import BASELINE, CURRENT, compared_table, cpu_per_thousand, interleave, markdown
+from compare import (
+    BASELINE,
+    CURRENT,
+    compared_table,
+    cpu_per_thousand,
+    interleave,
+    markdown,
+    uneven,
+)
 from livegen import Connected, Cpu, CpuShare, Flavor, Published, Tally
 from procstat import machine_busy_seconds, memory_kb
 from publish import machine_info, profile_window, py_spy
@@ -910,6 +918,15 @@ def _verdict(runs: Sequence[Run]) -> int:
               "during " + ", ".join(f"{r.label} ({r.cpu.other:.0f} %)" for r in disturbed
                                     if r.cpu is not None)
               + ": those figures are disturbed.", file=sys.stderr)
+    skewed = uneven(runs, key=lambda r: r.key, is_baseline=lambda r: r.build == BASELINE,
+                    other=lambda r: r.cpu.other if r.cpu is not None else None,
+                    limit=OTHER_CPU_WARNING)
+    if skewed:
+        print(f"\nwarning: the rest of the machine used more than {OTHER_CPU_WARNING:.0f} % of a "
+              "core more during one build's run than during the other's, for "
+              + ", ".join(f"{b.key} ({b.cpu.other:.0f} % baseline, {c.cpu.other:.0f} % current)"
+                          for b, c in skewed if b.cpu is not None and c.cpu is not None)
+              + ": those ratios measure that as much as the code; run again.", file=sys.stderr)
     for run in runs:
         if run.server_log:
             print(f"\n[{run.label}] the server logged:\n{run.server_log}", file=sys.stderr)

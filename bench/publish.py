@@ -44,7 +44,15 @@ from urllib.parse import urlsplit
 import flame
 import loadgen
 from baseline import Build, builds_to_measure
-from compare import BASELINE, CURRENT, compared_table, cpu_per_thousand, interleave, markdown
+from compare import (
+    BASELINE,
+    CURRENT,
+    compared_table,
+    cpu_per_thousand,
+    interleave,
+    markdown,
+    uneven,
+)
 from loadgen import Outcome, Scenario
 from report import report_problems
 from server import (
@@ -498,6 +506,15 @@ async def amain(args: argparse.Namespace) -> int:
               "during " + ", ".join(f"{r.title} "
                                      f"({r.outcome.cpu.other:.0f} %)" for r in disturbed)
               + ": those figures are disturbed; run again on a quiet machine.", file=sys.stderr)
+    skewed = uneven(rows, key=lambda r: (r.backend, r.outcome.scenario),
+                    is_baseline=lambda r: r.build == BASELINE, other=lambda r: r.outcome.cpu.other,
+                    limit=OTHER_CPU_WARNING)
+    if skewed:
+        print(f"\nwarning: the rest of the machine used more than {OTHER_CPU_WARNING:.0f} % of a "
+              "core more during one build's window than during the other's, for "
+              + ", ".join(f"{b.backend} {b.outcome.scenario} ({b.outcome.cpu.other:.0f} % "
+                          f"baseline, {c.outcome.cpu.other:.0f} % current)" for b, c in skewed)
+              + ": those ratios measure that as much as the code; run again.", file=sys.stderr)
     return report_problems("BENCHMARK PROBLEMS — the figures above are not valid", problems)
 
 

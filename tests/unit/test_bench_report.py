@@ -24,6 +24,7 @@ from compare import (
     ratio,
     ratio_row,
     side_by_side,
+    uneven,
 )
 from livegen import Client, Connected, CpuShare, Published, Tally
 from loadgen import Outcome
@@ -77,6 +78,14 @@ def test_side_by_side_a_repeated_key_starts_a_new_pair() -> None:
     items = [("x", "base", 1), ("x", "cur", 1), ("x", "base", 2)]
     pairs = side_by_side(items, key=lambda i: i[0], is_baseline=lambda i: i[1] == "base")
     assert pairs == [(("x", "base", 1), ("x", "cur", 1)), (("x", "base", 2), None)]
+
+
+def test_uneven_finds_pairs_whose_neighbour_load_differed() -> None:
+    items = [("x", "base", 10.0), ("x", "cur", 30.0), ("y", "base", 120.0), ("y", "cur", 150.0),
+             ("z", "base", None), ("z", "cur", 90.0), ("w", "cur", 0.0)]
+    skewed = uneven(items, key=lambda i: i[0], is_baseline=lambda i: i[1] == "base",
+                    other=lambda i: i[2], limit=25.0)
+    assert skewed == [(("y", "base", 120.0), ("y", "cur", 150.0))]
 
 
 @pytest.mark.parametrize(("current", "baseline", "shown"), [
