@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# make bench BASELINE=<git revision>: both benchmarks also measure that revision, side by side
+BASELINE ?=
+BENCH_ARGS := $(if $(BASELINE), --baseline '$(BASELINE)')
 
 .PHONY: run test lint bench install clean
 
@@ -27,8 +30,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## publish throughput, then live delivery; figures go in docs/benchmarks.md
-	$(BIN)/python bench/publish.py
-	$(BIN)/python bench/live.py
+	$(BIN)/python bench/publish.py$(BENCH_ARGS)
+	$(BIN)/python bench/live.py$(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .bench-cache

@@ -19,8 +19,14 @@ latency p50/p90/p99/max, HTTP errors by status, the CPU of each server process, 
 Redis, this load generator and the machine, and server RSS before connecting, after connecting
 (KB per idle connection) and after the run.
 
+With --baseline REV, a build of that commit (bench/baseline.py) runs every Tocsin scenario too,
+alternately with the working tree (ABBA over the rates), each run on fresh servers and a fresh
+database as always; the tables show the two side by side with their ratios, current / baseline.
+The anchor's ratios stay those of the working tree's build.
+
     .venv/bin/python bench/live.py                  # what `make bench` runs (about 3 minutes)
     .venv/bin/python bench/live.py --quick
+    .venv/bin/python bench/live.py --scenarios single --rates 500 --baseline main
     .venv/bin/python bench/live.py --scenarios single --rates 1000,1500,2000
     .venv/bin/python bench/live.py --scenarios anchor --anchor-rates 500,1000,2000,3000
     .venv/bin/python bench/live.py --scenarios single --rates 1000 --profile /tmp/prof
@@ -40,7 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +58,16 @@ import aiohttp
 import flame
 import gcstats
 import livegen
+from baseline import Build, builds_to_measure
+from compare import (
+    BASELINE,
+    CURRENT,
+    compared_table,
+    cpu_per_thousand,
+    interleave,
+    markdown,
+    uneven,
+)
 from livegen import Connected, Cpu, CpuShare, Flavor, Published, Tally
 from procstat import machine_busy_seconds, memory_kb
 from publish import machine_info, profile_window, py_spy
@@ -103,6 +119,25 @@ class Run:
     profiled: bool = False
     gc: list[dict[str, Any]] = field(default_factory=list)  # per node, over the window
     note: str = ""  # a what-if applied to the server, shown beside its name
+    build: str = ""  # CURRENT or BASELINE for Tocsin; "" for the anchor
+    build_label: str = ""  # e.g. `baseline 1a2b3c4d5e`, when builds are compared
+    slot: str = ""  # what the same run of another build is labelled by (default: label)
+
+    @property
+    def key(self) -> str:
+        return self.slot or self.label
+
+    @property
+    def server_cpu_per_thousand(self) -> float:
+        """Server CPU seconds (all nodes) per 1,000 notifications delivered."""
+        c, t = self.cpu, self.tally
+        if c is None or t is None:
+            return float("nan")
+        return cpu_per_thousand(c.server, c.window, t.delivered)
+
+    @property
+    def delivered_per_second(self) -> float:
+        return self.tally.delivered / self.deliver_window if self.tally else float("nan")
 
     @property
     def kb_per_connection(self) -> float:
@@ -180,10 +215,12 @@ class Node:
 
 @asynccontextmanager
 async def tocsin_nodes(database: Database, workdir: Path, nodes: int, redis_url: str,
-                       args: argparse.Namespace) -> AsyncIterator[list[Node]]:
+                       args: argparse.Namespace, python: str = sys.executable
+                       ) -> AsyncIterator[list[Node]]:
     """`nodes` server processes on one database; more than one share Redis, a key and a secret.
     They start one after the other (the first one migrates the fresh database). With
-    --gc-stats, each runs through bench/gcstats.py (and --gc-freeze, --gc-threshold apply)."""
+    --gc-stats, each runs through bench/gcstats.py (and --gc-freeze, --gc-threshold apply).
+    `python` runs them (a baseline build's interpreter, or this one)."""
     env = {"TOCSIN_BUS_URL": redis_url} if nodes > 1 else {}
     api_key, jwt_secret = secrets.token_hex(16), secrets.token_urlsafe(36)
     launcher = (str(Path(__file__).with_name("gcstats.py")),) if args.gc_stats \
@@ -197,7 +234,7 @@ async def tocsin_nodes(database: Database, workdir: Path, nodes: int, redis_url:
             extra = env | ({"BENCH_GC_STATS": str(stats), **what_if} if stats else {})
             server = await stack.enter_async_context(running_server(
                 database, workdir, extra_env=extra, api_key=api_key, jwt_secret=jwt_secret,
-                launcher=launcher))
+                launcher=launcher, python=python))
             if stats is not None and args.gc_freeze:
                 await _frozen(stats)
             started.append(Node(server, stats))
@@ -395,11 +432,15 @@ def _tocsin_flavor(server: Server, user_ids: Sequence[str]) -> livegen.TocsinFla
     return livegen.TocsinFlavor(server.api_key, tokens)
 
 
-async def tocsin_run(args: argparse.Namespace, workdir: Path, *, nodes: int, users: int,
-                     rate: float, label: str) -> Run:
+async def tocsin_run(args: argparse.Namespace, workdir: Path, build: Build, *, nodes: int,
+                     users: int, rate: float, slot: str, compare: bool = False) -> Run:
+    """One run of `build`; `slot` names it (`single-r500`), and a baseline's label says so too
+    (`single-r500-baseline`). With `compare`, its rows in the tables name the build."""
+    label = slot if build.name == CURRENT else f"{slot}-{build.name}"
     await wait_quiet(args.quiet_wait)
     async with fresh_database(args, workdir) as database, \
-            tocsin_nodes(database, workdir, nodes, args.redis_url, args) as started:
+            tocsin_nodes(database, workdir, nodes, args.redis_url, args,
+                         python=build.python) as started:
         servers = [node.server for node in started]
         user_ids = _user_ids(users)
         flavor = _tocsin_flavor(servers[0], user_ids)
@@ -407,6 +448,8 @@ async def tocsin_run(args: argparse.Namespace, workdir: Path, *, nodes: int, use
                             rate=rate,
                             gc_paths=[n.gc_stats for n in started if n.gc_stats is not None])
         run.note = what_if(args)
+        run.build, run.slot = build.name, slot
+        run.build_label = build.label if compare else ""
         return run
 
 
@@ -460,66 +503,115 @@ def what_if(args: argparse.Namespace) -> str:
     return " + ".join(parts)
 
 
-def delivery_table(runs: Sequence[Run]) -> str:
-    head = ("| server | db | users | rate/s | attempted/s | acked/s | delivered/s | lost | dup "
-            "| misrouted | late sends | p50 ms | p90 ms | p99 ms | max ms | HTTP errors |")
-    lines = [head, _sep(head)]
-    for r in runs:
+def _build(run: Run) -> str:
+    return run.build_label or run.build or "-"
+
+
+def _table(runs: Sequence[Run], head: list[str], cells: Callable[[Run], dict[str, str]],
+           figures: Callable[[Run], dict[str, float]], shared: Sequence[str], compare: bool
+           ) -> str:
+    """Without `compare`, one row per run; with it, a build column after the server's, and
+    each run's baseline row, current row and ratios (compare.compared_table)."""
+    if not compare:
+        return markdown(head, ([cells(r)[column] for column in head] for r in runs))
+    head = [*head[:1], "build", *head[1:]]
+    return compared_table(runs, head, cells=lambda r: cells(r) | {"build": _build(r)},
+                          figures=figures, shared=shared, key=lambda r: r.key,
+                          is_baseline=lambda r: r.build == BASELINE)
+
+
+def delivery_table(runs: Sequence[Run], *, compare: bool = False) -> str:
+    head = ["server", "db", "users", "rate/s", "attempted/s", "acked/s", "delivered/s", "lost",
+            "dup", "misrouted", "late sends", "p50 ms", "p90 ms", "p99 ms", "max ms",
+            "HTTP errors"]
+
+    def cells(r: Run) -> dict[str, str]:
         p, t = r.published, r.tally
-        if p is None or t is None:
-            continue
+        assert p is not None and t is not None
         lat = r.latencies
         errors = http_errors(p, r.server)
         acked_window = max((p.last_ack or p.t0) - p.t0, 1e-9)
-        lines.append(
-            f"| {_who(r)}{' (profiled)' if r.profiled else ''} | {r.backend} | {r.users:,} "
-            f"| {r.rate:,.0f} | {p.attempted / r.publish_window:,.0f} "
-            f"| {p.acked / acked_window:,.0f} | {t.delivered / r.deliver_window:,.0f} "
-            f"| {t.lost()} | {t.duplicates} | {t.misrouted} | {p.late_sends:,} "
-            f"| {_f(livegen.percentile(lat, 50))} | {_f(livegen.percentile(lat, 90))} "
-            f"| {_f(livegen.percentile(lat, 99))} | {_f(lat[-1] if lat else float('nan'))} "
-            f"| {', '.join(f'{k}: {v}' for k, v in errors.items()) or '0'} |")
-    return "\n".join(lines)
+        return {
+            "server": f"{_who(r)}{' (profiled)' if r.profiled else ''}", "db": r.backend,
+            "users": f"{r.users:,}", "rate/s": f"{r.rate:,.0f}",
+            "attempted/s": f"{p.attempted / r.publish_window:,.0f}",
+            "acked/s": f"{p.acked / acked_window:,.0f}",
+            "delivered/s": f"{r.delivered_per_second:,.0f}", "lost": str(t.lost()),
+            "dup": str(t.duplicates), "misrouted": str(t.misrouted),
+            "late sends": f"{p.late_sends:,}", "p50 ms": _f(livegen.percentile(lat, 50)),
+            "p90 ms": _f(livegen.percentile(lat, 90)), "p99 ms": _f(livegen.percentile(lat, 99)),
+            "max ms": _f(lat[-1] if lat else float("nan")),
+            "HTTP errors": ", ".join(f"{k}: {v}" for k, v in errors.items()) or "0",
+        }
+
+    def figures(r: Run) -> dict[str, float]:
+        return {"delivered/s": r.delivered_per_second,
+                "p50 ms": livegen.percentile(r.latencies, 50),
+                "p99 ms": livegen.percentile(r.latencies, 99)}
+
+    measured = [r for r in runs if r.published is not None and r.tally is not None]
+    return _table(measured, head, cells, figures, ("server", "db", "users", "rate/s"), compare)
+
+
+CPU_PER_1K = "server CPU s per 1,000 deliveries"
+
+
+def resource_table(runs: Sequence[Run], *, compare: bool = False) -> str:
+    head = ["server", "rate/s", "server CPU", "PostgreSQL CPU", "Redis CPU", "load-gen CPU",
+            "other CPU", "machine busy", "RSS before MB", "KB per idle conn", "RSS after MB",
+            "peak RSS MB"]
+    if compare:
+        head.insert(head.index("server CPU") + 1, CPU_PER_1K)
+
+    def cells(r: Run) -> dict[str, str]:
+        c = r.cpu
+        assert c is not None
+        server = " + ".join(_pct(s) for s in c.servers) if len(c.servers) > 1 \
+            else _pct(c.server)
+        return {
+            "server": _who(r), "rate/s": f"{r.rate:,.0f}", "server CPU": server,
+            CPU_PER_1K: _f(r.server_cpu_per_thousand, 2), "PostgreSQL CPU": _pct(c.postgres),
+            "Redis CPU": _pct(c.redis) if r.nodes > 1 else "-", "load-gen CPU": _pct(c.loadgen),
+            "other CPU": _pct(c.other), "machine busy": _pct(c.machine),
+            "RSS before MB": _mb(r.rss_before_kb), "KB per idle conn": _f(r.kb_per_connection),
+            "RSS after MB": _mb(r.rss_after_kb), "peak RSS MB": _mb(r.hwm_kb),
+        }
+
+    def figures(r: Run) -> dict[str, float]:
+        return {CPU_PER_1K: r.server_cpu_per_thousand, "KB per idle conn": r.kb_per_connection}
+
+    measured = [r for r in runs if r.cpu is not None]
+    return _table(measured, head, cells, figures, ("server", "rate/s"), compare)
+
+
+def idle_table(runs: Sequence[Run], *, compare: bool = False) -> str:
+    head = ["server", "users connected", "connect s", "RSS before MB", "RSS connected MB",
+            "KB per connection", "RSS after all closed MB"]
+
+    def cells(r: Run) -> dict[str, str]:
+        return {
+            "server": _who(r), "users connected": f"{len(r.connected.clients):,}",
+            "connect s": f"{r.connected.seconds:.1f}", "RSS before MB": _mb(r.rss_before_kb),
+            "RSS connected MB": _mb(r.rss_connected_kb),
+            "KB per connection": _f(r.kb_per_connection),
+            "RSS after all closed MB": _mb(r.rss_after_close_kb),
+        }
+
+    def figures(r: Run) -> dict[str, float]:
+        return {"KB per connection": r.kb_per_connection}
+
+    return _table(runs, head, cells, figures, ("server",), compare)
 
 
 def _sep(head: str) -> str:
     return "|" + "---|" * (head.count("|") - 1)
 
 
-def resource_table(runs: Sequence[Run]) -> str:
-    head = ("| server | rate/s | server CPU | PostgreSQL CPU | Redis CPU | load-gen CPU "
-            "| other CPU | machine busy | RSS before MB | KB per idle conn | RSS after MB "
-            "| peak RSS MB |")
-    lines = [head, _sep(head)]
-    for r in runs:
-        c = r.cpu
-        if c is None:
-            continue
-        server = " + ".join(_pct(s) for s in c.servers) if len(c.servers) > 1 \
-            else _pct(c.server)
-        lines.append(
-            f"| {_who(r)} | {r.rate:,.0f} | {server} | {_pct(c.postgres)} "
-            f"| {_pct(c.redis) if r.nodes > 1 else '-'} | {_pct(c.loadgen)} | {_pct(c.other)} "
-            f"| {_pct(c.machine)} | {_mb(r.rss_before_kb)} | {_f(r.kb_per_connection)} "
-            f"| {_mb(r.rss_after_kb)} | {_mb(r.hwm_kb)} |")
-    return "\n".join(lines)
-
-
-def idle_table(runs: Sequence[Run]) -> str:
-    head = ("| server | users connected | connect s | RSS before MB | RSS connected MB "
-            "| KB per connection | RSS after all closed MB |")
-    lines = [head, _sep(head)]
-    for r in runs:
-        lines.append(
-            f"| {_who(r)} | {len(r.connected.clients):,} | {r.connected.seconds:.1f} "
-            f"| {_mb(r.rss_before_kb)} | {_mb(r.rss_connected_kb)} "
-            f"| {_f(r.kb_per_connection)} | {_mb(r.rss_after_close_kb)} |")
-    return "\n".join(lines)
-
-
 def ratio_table(runs: Sequence[Run]) -> str:
-    """Tocsin (one node) against the anchor at the rates both were run at."""
-    tocsin = {r.rate: r for r in runs if r.server == "tocsin" and r.nodes == 1 and r.cpu}
+    """Tocsin (one node, the working tree's build) against the anchor at the rates both were
+    run at."""
+    tocsin = {r.rate: r for r in runs
+              if r.server == "tocsin" and r.nodes == 1 and r.cpu and r.build != BASELINE}
     anchor = {r.rate: r for r in runs if r.server != "tocsin" and r.cpu}
     common = sorted(set(tocsin) & set(anchor))
     if not common:
@@ -534,7 +626,7 @@ def ratio_table(runs: Sequence[Run]) -> str:
         return f"{a / b:.2f}"
 
     def delivered(run: Run) -> float:
-        return run.tally.delivered / run.deliver_window if run.tally else float("nan")
+        return run.delivered_per_second
 
     def lat(run: Run, q: float) -> float:
         return livegen.percentile(run.latencies, q)
@@ -549,11 +641,16 @@ def ratio_table(runs: Sequence[Run]) -> str:
     return "\n".join(lines)
 
 
-def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str]) -> str:
+def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str],
+              builds: Sequence[Build] = ()) -> str:
+    """One run as JSON; `builds`: what was measured (the current build, and any baseline)."""
     p, t, c = run.published, run.tally, run.cpu
     lat = run.latencies
+    commits = {build.name: build.commit for build in builds}
     record: dict[str, Any] = {
         "label": run.label, "server": run.server, "backend": run.backend, "nodes": run.nodes,
+        "build": run.build or None, "build_commit": commits.get(run.build),
+        "baseline_commit": commits.get(BASELINE), "current_commit": commits.get(CURRENT),
         "users": run.users, "rate": run.rate, "seconds": args.seconds,
         "concurrency": args.concurrency, "connected": len(run.connected.clients),
         "connect_s": round(run.connected.seconds, 2),
@@ -583,6 +680,7 @@ def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str]) -> st
             "post_rtt_ms": {"p50": round(livegen.percentile(sorted(p.rtt_ms), 50), 2),
                             "p99": round(livegen.percentile(sorted(p.rtt_ms), 99), 2)},
             "grace_used_s": round(run.grace_used, 2),
+            "server_cpu_s_per_1000_delivered": round(run.server_cpu_per_thousand, 4),
         })
     if c is not None:
         record["cpu"] = {"window_s": round(c.window, 2), "servers_pct": c.servers,
@@ -686,6 +784,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="admin DSN to create and drop databases (default %(default)s)")
     parser.add_argument("--redis-url", type=_loopback_url, default=DEFAULT_REDIS_URL,
                         help="the bus of the two-node scenario (default %(default)s)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run the Tocsin scenarios on this git revision (commit, tag, "
+                             "branch), built once into .bench-cache/<commit>/, alternately with "
+                             "the working tree, and print both with their ratios")
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = 5.0 if args.quick else 15.0
@@ -740,21 +842,26 @@ async def amain(args: argparse.Namespace) -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
     machine = machine_info(pg_version)
     machine["node"] = node_version() or "none"
+    builds = builds_to_measure(args.baseline)
+    compare = len(builds) > 1
 
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="tocsin-live-") as tmp:
         workdir = Path(tmp)
         if "single" in scenarios:
-            for rate in args.rates:
-                runs.append(await tocsin_run(args, workdir, nodes=1, users=args.users,
-                                             rate=rate, label=f"single-r{rate:g}"))
+            for rate, build in interleave(args.rates, builds):
+                runs.append(await tocsin_run(args, workdir, build, nodes=1, users=args.users,
+                                             rate=rate, slot=f"single-r{rate:g}",
+                                             compare=compare))
         if "two-node" in scenarios:
-            for rate in args.two_node_rates:
-                runs.append(await tocsin_run(args, workdir, nodes=2, users=args.users,
-                                             rate=rate, label=f"two-node-r{rate:g}"))
+            for rate, build in interleave(args.two_node_rates, builds):
+                runs.append(await tocsin_run(args, workdir, build, nodes=2, users=args.users,
+                                             rate=rate, slot=f"two-node-r{rate:g}",
+                                             compare=compare))
         if "idle" in scenarios:
-            runs.append(await tocsin_run(args, workdir, nodes=1, users=args.idle_users,
-                                         rate=0, label=f"idle-u{args.idle_users}"))
+            for users, build in interleave([args.idle_users], builds):
+                runs.append(await tocsin_run(args, workdir, build, nodes=1, users=users,
+                                             rate=0, slot=f"idle-u{users}", compare=compare))
         if "anchor" in scenarios:
             app_dir = prepare_anchor(args.anchor_dir, workdir)
             for rate in args.anchor_rates:
@@ -767,17 +874,23 @@ async def amain(args: argparse.Namespace) -> int:
     if args.json is not None:
         with args.json.open("a") as handle:
             for run in runs:
-                handle.write(json_line(run, args, machine) + "\n")
-    print_report(runs, args, machine)
+                handle.write(json_line(run, args, machine, builds) + "\n")
+    print_report(runs, args, machine, builds)
     return _verdict(runs)
 
 
-def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[str, str]
-                 ) -> None:
+def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[str, str],
+                 builds: Sequence[Build] = ()) -> None:
+    compare = len(builds) > 1
     print()
     print(f"Machine: {machine['nproc']} cores, {machine['cpu']}; Python {machine['python']}; "
           f"PostgreSQL {machine['postgresql']}; Node.js {machine['node']}; {machine['date']}; "
           f"commit {machine['commit']}")
+    if compare:
+        print("Builds: " + "; ".join(build.describe() for build in builds)
+              + ". Each Tocsin scenario and rate ran on both, alternately (ABBA), each run on "
+              "fresh servers and a fresh database; ratios are current / baseline (the anchor's, "
+              "below, are the current build's).")
     print(f"Load: one POST per notification to a random connected user, paced, "
           f"{args.concurrency} HTTP connections, {args.seconds:g} s per run, grace "
           f"{args.grace:g} s. CPU: % of one core over the publishing window and its "
@@ -786,12 +899,12 @@ def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[st
     idle = [r for r in runs if r.published is None]
     if busy:
         print()
-        print(delivery_table(busy))
+        print(delivery_table(busy, compare=compare))
         print()
-        print(resource_table(busy))
+        print(resource_table(busy, compare=compare))
     if idle:
         print()
-        print(idle_table(idle))
+        print(idle_table(idle, compare=compare))
     ratios = ratio_table(runs)
     if ratios:
         print()
@@ -805,6 +918,15 @@ def _verdict(runs: Sequence[Run]) -> int:
               "during " + ", ".join(f"{r.label} ({r.cpu.other:.0f} %)" for r in disturbed
                                     if r.cpu is not None)
               + ": those figures are disturbed.", file=sys.stderr)
+    skewed = uneven(runs, key=lambda r: r.key, is_baseline=lambda r: r.build == BASELINE,
+                    other=lambda r: r.cpu.other if r.cpu is not None else None,
+                    limit=OTHER_CPU_WARNING)
+    if skewed:
+        print(f"\nwarning: the rest of the machine used more than {OTHER_CPU_WARNING:.0f} % of a "
+              "core more during one build's run than during the other's, for "
+              + ", ".join(f"{b.key} ({b.cpu.other:.0f} % baseline, {c.cpu.other:.0f} % current)"
+                          for b, c in skewed if b.cpu is not None and c.cpu is not None)
+              + ": those ratios measure that as much as the code; run again.", file=sys.stderr)
     for run in runs:
         if run.server_log:
             print(f"\n[{run.label}] the server logged:\n{run.server_log}", file=sys.stderr)

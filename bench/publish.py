@@ -11,8 +11,13 @@ requests/s, notifications/s, latency p50/p90/p99, errors by status (must be 0), 
 used over the measured window by the server, this load generator, PostgreSQL and the whole
 machine. The stored row count is checked against the 202s received.
 
+With --baseline REV, a build of that commit (bench/baseline.py) gets a server and a database of
+its own beside the working tree's, and every scenario runs on both, alternately (ABBA); the table
+shows the two side by side with their ratios, current / baseline.
+
     .venv/bin/python bench/publish.py                 # what `make bench` runs
     .venv/bin/python bench/publish.py --quick --backends sqlite
+    .venv/bin/python bench/publish.py --quick --baseline main  # the working tree against main
     .venv/bin/python bench/publish.py --profile /tmp/prof  # py-spy on the server, per scenario
 """
 
@@ -29,7 +34,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +43,22 @@ from urllib.parse import urlsplit
 
 import flame
 import loadgen
+from baseline import Build, builds_to_measure
+from compare import (
+    BASELINE,
+    CURRENT,
+    compared_table,
+    cpu_per_thousand,
+    interleave,
+    markdown,
+    uneven,
+)
 from loadgen import Outcome, Scenario
 from report import report_problems
 from server import (
     DEFAULT_PG_ADMIN_DSN,
     Database,
+    Server,
     postgres_database,
     postgres_version,
     running_server,
@@ -60,6 +77,20 @@ class Row:
     stored_ok: bool
     stored_detail: str
     profiled: bool
+    build: str = CURRENT  # or BASELINE
+    build_label: str = ""  # e.g. `baseline 1a2b3c4d5e`
+
+    @property
+    def title(self) -> str:
+        """How messages name it: `sqlite single`, `sqlite single (baseline)`."""
+        suffix = f" ({self.build})" if self.build != CURRENT else ""
+        return f"{self.backend} {self.outcome.scenario}{suffix}"
+
+    @property
+    def server_cpu_per_thousand(self) -> float:
+        """Server CPU seconds per 1,000 notifications stored in the measured window."""
+        o = self.outcome
+        return cpu_per_thousand(o.cpu.server, o.window_seconds, o.notifications)
 
 
 # -- scenarios --------------------------------------------------------------------------------
@@ -161,48 +192,81 @@ async def profile_window(pid: int, delay: float, seconds: float, out: Path) -> N
               file=sys.stderr)
 
 
-async def bench_backend(database: Database, args: argparse.Namespace, workdir: Path
-                        ) -> list[Row]:
+@asynccontextmanager
+async def open_database(backend: str, args: argparse.Namespace, workdir: Path
+                        ) -> AsyncIterator[Database]:
+    if backend == "sqlite":
+        async with sqlite_database(workdir) as database:
+            yield database
+    else:
+        async with postgres_database(args.pg_dsn) as database:
+            yield database
+
+
+async def bench_backend(backend: str, args: argparse.Namespace, workdir: Path,
+                        builds: Sequence[Build]) -> list[Row]:
+    """Each build gets a database and a server of its own, started before anything is measured
+    and kept for all the scenarios; the scenarios run on the builds in turn (ABBA)."""
     scenarios = [single_scenario(args.users), batched_scenario(args.users, args.batch_size)]
     rows: list[Row] = []
-    async with running_server(database, workdir) as server:
-        print(f"[{database.backend}] server pid {server.pid} on {server.base_url}",
-              file=sys.stderr)
-        for scenario in scenarios:
-            before = await database.count_notifications()
-            profile_task: asyncio.Task[None] | None = None
-            profile_out: Path | None = None
-            if args.profile is not None:
-                slug = scenario.name.split()[0]
-                profile_out = args.profile / f"{database.backend}-{slug}.txt"
-                profile_task = asyncio.create_task(
-                    profile_window(server.pid, args.warmup, args.seconds, profile_out))
-            print(f"[{database.backend}] {scenario.name}: {args.warmup:g} s warm-up + "
-                  f"{args.seconds:g} s, {args.concurrency} connections", file=sys.stderr)
-            outcome = await loadgen.run(
-                server.base_url, server.api_key, scenario,
-                concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds,
-                server_pid=server.pid, postgres_database=database.postgres_name,
-            )
-            if profile_task is not None and profile_out is not None:
-                await profile_task
-                if profile_out.exists():
-                    print(flame.report(flame.load(profile_out), title=(
-                        f"py-spy: {database.backend} {scenario.name} ({profile_out})")))
-            after = await database.count_notifications()
-            expected = outcome.total_ok_requests * scenario.notifications_per_request
-            stored = after - before
-            rows.append(Row(
-                backend=database.backend, outcome=outcome, stored_ok=stored == expected,
-                stored_detail=f"{stored} rows stored for {expected} acknowledged",
-                profiled=args.profile is not None,
-            ))
-            print(f"[{database.backend}] {scenario.name}: "
-                  f"{outcome.requests_per_second:,.0f} req/s, "
-                  f"{outcome.notifications_per_second:,.0f} notifications/s, "
-                  f"p50 {outcome.percentile(50):.1f} ms, errors {sum(outcome.errors.values())}, "
-                  f"{rows[-1].stored_detail}", file=sys.stderr)
+    async with AsyncExitStack() as stack:
+        targets: dict[str, tuple[Database, Server]] = {}
+        for build in builds:
+            home = workdir / f"{backend}-{build.name}"
+            home.mkdir()
+            database = await stack.enter_async_context(open_database(backend, args, home))
+            server = await stack.enter_async_context(
+                running_server(database, home, python=build.python))
+            targets[build.name] = (database, server)
+            print(f"[{backend}] {build.label}: server pid {server.pid} on {server.base_url}",
+                  file=sys.stderr)
+        for scenario, build in interleave(scenarios, builds):
+            database, server = targets[build.name]
+            rows.append(await bench_scenario(scenario, database, server, args,
+                                             build if len(builds) > 1 else None))
     return rows
+
+
+async def bench_scenario(scenario: Scenario, database: Database, server: Server,
+                         args: argparse.Namespace, build: Build | None) -> Row:
+    """One scenario on one server; `build` names it when builds are compared."""
+    tag = f"[{database.backend}{f' {build.name}' if build else ''}]"
+    before = await database.count_notifications()
+    profile_task: asyncio.Task[None] | None = None
+    profile_out: Path | None = None
+    if args.profile is not None:
+        slug = scenario.name.split()[0]
+        suffix = f"-{build.name}" if build is not None and build.name != CURRENT else ""
+        profile_out = args.profile / f"{database.backend}-{slug}{suffix}.txt"
+        profile_task = asyncio.create_task(
+            profile_window(server.pid, args.warmup, args.seconds, profile_out))
+    print(f"{tag} {scenario.name}: {args.warmup:g} s warm-up + "
+          f"{args.seconds:g} s, {args.concurrency} connections", file=sys.stderr)
+    outcome = await loadgen.run(
+        server.base_url, server.api_key, scenario,
+        concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds,
+        server_pid=server.pid, postgres_database=database.postgres_name,
+    )
+    if profile_task is not None and profile_out is not None:
+        await profile_task
+        if profile_out.exists():
+            print(flame.report(flame.load(profile_out), title=(
+                f"py-spy: {database.backend} {scenario.name} ({profile_out})")))
+    after = await database.count_notifications()
+    expected = outcome.total_ok_requests * scenario.notifications_per_request
+    stored = after - before
+    row = Row(
+        backend=database.backend, outcome=outcome, stored_ok=stored == expected,
+        stored_detail=f"{stored} rows stored for {expected} acknowledged",
+        profiled=args.profile is not None,
+        build=build.name if build else CURRENT, build_label=build.label if build else "",
+    )
+    print(f"{tag} {scenario.name}: "
+          f"{outcome.requests_per_second:,.0f} req/s, "
+          f"{outcome.notifications_per_second:,.0f} notifications/s, "
+          f"p50 {outcome.percentile(50):.1f} ms, errors {sum(outcome.errors.values())}, "
+          f"{row.stored_detail}", file=sys.stderr)
+    return row
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -217,28 +281,72 @@ def _errors(outcome: Outcome) -> str:
     return ", ".join(f"{key}: {count}" for key, count in sorted(outcome.errors.items()))
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
-    head = ("| backend | scenario | conns | req/s | notifications/s | p50 ms | p90 ms | p99 ms "
-            "| errors | server CPU | load-gen CPU | PostgreSQL CPU | other CPU | machine busy |")
-    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
-    for row in rows:
-        o = row.outcome
-        lines.append(
-            f"| {row.backend}{' (profiled)' if row.profiled else ''} | {o.scenario} "
-            f"| {o.concurrency} | {o.requests_per_second:,.0f} "
-            f"| {o.notifications_per_second:,.0f} | {o.percentile(50):.1f} "
-            f"| {o.percentile(90):.1f} | {o.percentile(99):.1f} | {_errors(o)} "
-            f"| {_pct(o.cpu.server)} | {_pct(o.cpu.loadgen)} | {_pct(o.cpu.postgres)} "
-            f"| {_pct(o.cpu.other)} | {_pct(o.cpu.machine)} |"
-        )
-    return "\n".join(lines)
+CPU_PER_1K = "server CPU s per 1,000 notifications"
+RATIO_COLUMNS = ("req/s", "notifications/s", "p50 ms", "p99 ms", CPU_PER_1K)
 
 
-def json_line(row: Row, args: argparse.Namespace, machine: dict[str, str]) -> str:
+def _head(compare: bool) -> list[str]:
+    head = ["backend", "scenario", "conns", "req/s", "notifications/s", "p50 ms", "p90 ms",
+            "p99 ms", "errors", "server CPU", "load-gen CPU", "PostgreSQL CPU", "other CPU",
+            "machine busy"]
+    if compare:
+        head.insert(head.index("scenario") + 1, "build")
+        head.insert(head.index("server CPU") + 1, CPU_PER_1K)
+    return head
+
+
+def _figures(row: Row) -> dict[str, float]:
+    """The headline figures of a row, by column: what the ratio row divides."""
     o = row.outcome
+    return {"req/s": o.requests_per_second, "notifications/s": o.notifications_per_second,
+            "p50 ms": o.percentile(50), "p99 ms": o.percentile(99),
+            CPU_PER_1K: row.server_cpu_per_thousand}
+
+
+def _cells(row: Row) -> dict[str, str]:
+    o = row.outcome
+    return {
+        "backend": f"{row.backend}{' (profiled)' if row.profiled else ''}",
+        "scenario": o.scenario, "build": row.build_label or row.build,
+        "conns": str(o.concurrency), "req/s": f"{o.requests_per_second:,.0f}",
+        "notifications/s": f"{o.notifications_per_second:,.0f}",
+        "p50 ms": f"{o.percentile(50):.1f}", "p90 ms": f"{o.percentile(90):.1f}",
+        "p99 ms": f"{o.percentile(99):.1f}", "errors": _errors(o),
+        "server CPU": _pct(o.cpu.server), CPU_PER_1K: _per_thousand(row.server_cpu_per_thousand),
+        "load-gen CPU": _pct(o.cpu.loadgen), "PostgreSQL CPU": _pct(o.cpu.postgres),
+        "other CPU": _pct(o.cpu.other), "machine busy": _pct(o.cpu.machine),
+    }
+
+
+def _per_thousand(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"
+
+
+def markdown_table(rows: Sequence[Row], *, compare: bool = False) -> str:
+    """The results; with `compare`, a build column and the server CPU per 1,000 notifications,
+    each scenario's baseline row then its current row, then their ratios (current / baseline)
+    in the columns of RATIO_COLUMNS."""
+    head = _head(compare)
+    if not compare:
+        return markdown(head, ([_cells(row)[column] for column in head] for row in rows))
+    return compared_table(rows, head, cells=_cells, figures=_figures,
+                          shared=("backend", "scenario"),
+                          key=lambda r: (r.backend, r.outcome.scenario),
+                          is_baseline=lambda r: r.build == BASELINE)
+
+
+def json_line(row: Row, args: argparse.Namespace, machine: dict[str, str],
+              builds: Sequence[Build] = ()) -> str:
+    """One row as JSON; `builds`: what was measured (the current build, and any baseline)."""
+    o = row.outcome
+    commits = {build.name: build.commit for build in builds}
     return json.dumps({
         "backend": row.backend,
         "scenario": o.scenario,
+        "build": row.build,
+        "build_commit": commits.get(row.build),
+        "baseline_commit": commits.get(BASELINE),
+        "current_commit": commits.get(CURRENT),
         "concurrency": o.concurrency,
         "users": args.users,
         "batch_size": args.batch_size if o.scenario.startswith("batched") else 1,
@@ -262,6 +370,7 @@ def json_line(row: Row, args: argparse.Namespace, machine: dict[str, str]) -> st
             "other": o.cpu.other,
         },
         "machine_busy_percent": o.cpu.machine,
+        "server_cpu_seconds_per_1000_notifications": row.server_cpu_per_thousand,
         "stopped_by_request_cap": o.stopped_by_cap,
         "profiled": row.profiled,
         "machine": machine,
@@ -326,6 +435,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         default=os.environ.get("TOCSIN_BENCH_PG_DSN", DEFAULT_PG_ADMIN_DSN),
                         help="admin DSN used to create and drop the benchmark database "
                              "[TOCSIN_BENCH_PG_DSN] (default %(default)s)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure this git revision (commit, tag, branch), built once "
+                             "into .bench-cache/<commit>/, alternately with the working tree, "
+                             "and print both with their ratios")
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = 3.0 if args.quick else 10.0
@@ -350,51 +463,65 @@ async def amain(args: argparse.Namespace) -> int:
     if args.profile is not None:
         py_spy()  # fail before starting anything if it is missing
         args.profile.mkdir(parents=True, exist_ok=True)
+    builds = builds_to_measure(args.baseline)
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="tocsin-bench-") as tmp:
         workdir = Path(tmp)
         for backend in backends:
-            if backend == "sqlite":
-                async with sqlite_database(workdir) as database:
-                    rows += await bench_backend(database, args, workdir)
-            else:
-                async with postgres_database(args.pg_dsn) as database:
-                    rows += await bench_backend(database, args, workdir)
+            rows += await bench_backend(backend, args, workdir, builds)
 
     if args.json is not None:
         with args.json.open("a") as handle:
             for row in rows:
-                handle.write(json_line(row, args, machine) + "\n")
+                handle.write(json_line(row, args, machine, builds) + "\n")
 
+    compare = len(builds) > 1
     print()
     print(f"Machine: {machine['nproc']} cores, {machine['cpu']}; Python {machine['python']}; "
           f"PostgreSQL {machine['postgresql']}; {machine['date']}; commit {machine['commit']}")
+    if compare:
+        print(builds_line(builds))
     print(f"Load: {args.concurrency} connections, {args.users} users round-robin, batches of "
           f"{args.batch_size}; {args.warmup:g} s warm-up + {args.seconds:g} s measured per "
           "scenario. CPU columns: % of one core over the measured window (200 % = both cores); "
           "other: the rest of the machine (other processes, kernel, py-spy); machine busy: "
           "% of all cores.")
     print()
-    print(markdown_table(rows))
+    print(markdown_table(rows, compare=compare))
 
     problems = [
-        f"{row.backend} {row.outcome.scenario}: errors {_errors(row.outcome)}"
+        f"{row.title}: errors {_errors(row.outcome)}"
         for row in rows if row.outcome.errors
     ] + [
-        f"{row.backend} {row.outcome.scenario}: {row.stored_detail}"
+        f"{row.title}: {row.stored_detail}"
         for row in rows if not row.stored_ok
     ] + [
-        f"{row.backend} {row.outcome.scenario}: stopped by the request cap"
+        f"{row.title}: stopped by the request cap"
         for row in rows if row.outcome.stopped_by_cap
     ]
     disturbed = [row for row in rows if row.outcome.cpu.other > OTHER_CPU_WARNING]
     if disturbed:
         print(f"\nwarning: other processes used more than {OTHER_CPU_WARNING:.0f} % of a core "
-              "during " + ", ".join(f"{r.backend} {r.outcome.scenario} "
+              "during " + ", ".join(f"{r.title} "
                                      f"({r.outcome.cpu.other:.0f} %)" for r in disturbed)
               + ": those figures are disturbed; run again on a quiet machine.", file=sys.stderr)
+    skewed = uneven(rows, key=lambda r: (r.backend, r.outcome.scenario),
+                    is_baseline=lambda r: r.build == BASELINE, other=lambda r: r.outcome.cpu.other,
+                    limit=OTHER_CPU_WARNING)
+    if skewed:
+        print(f"\nwarning: the rest of the machine used more than {OTHER_CPU_WARNING:.0f} % of a "
+              "core more during one build's window than during the other's, for "
+              + ", ".join(f"{b.backend} {b.outcome.scenario} ({b.outcome.cpu.other:.0f} % "
+                          f"baseline, {c.outcome.cpu.other:.0f} % current)" for b, c in skewed)
+              + ": those ratios measure that as much as the code; run again.", file=sys.stderr)
     return report_problems("BENCHMARK PROBLEMS — the figures above are not valid", problems)
+
+
+def builds_line(builds: Sequence[Build]) -> str:
+    return ("Builds: " + "; ".join(build.describe() for build in builds)
+            + ". Each scenario ran on both, alternately (ABBA), each build on a server and a "
+            "database of its own; ratios are current / baseline.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 `sqlite_database` and `postgres_database` make the database and remove it afterwards;
 `running_server` starts `python -m tocsin serve` on a free loopback port, waits for /healthz,
-and stops it with SIGTERM (SIGKILL if it has not exited within 10 s).
+and stops it with SIGTERM (SIGKILL if it has not exited within 10 s). `python` is this
+interpreter unless given, e.g. a baseline build's (bench/baseline.py).
 """
 
 from __future__ import annotations
@@ -193,8 +194,13 @@ async def running_server(database: Database, workdir: Path, *, startup_timeout: 
                          extra_env: dict[str, Any] | None = None,
                          launcher: Sequence[str] = ("-m", "tocsin"),
                          api_key: str | None = None, jwt_secret: str | None = None,
+                         python: str = sys.executable,
                          ) -> AsyncIterator[Server]:
     """`python -m tocsin serve` on a free port of 127.0.0.1, healthy, stopped on exit.
+
+    `python` is the interpreter that runs it, so the Tocsin it imports is the one installed
+    beside it (another build's virtualenv, for a baseline); another interpreter than this one
+    gets no PYTHONPATH, which could make it import this tree's code.
 
     `launcher` replaces `-m tocsin` (e.g. a wrapper script that profiles, then calls
     `tocsin.cli.main()`); it must keep the process's pid, since CPU is read from /proc/<pid>.
@@ -206,11 +212,13 @@ async def running_server(database: Database, workdir: Path, *, startup_timeout: 
     port = free_port()
     env = server_env(database.url, workdir, api_key, jwt_secret)
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
+    if python != sys.executable:
+        env.pop("PYTHONPATH", None)
     log_path = workdir / f"server-{database.backend}-{port}.log"
     log = _open_log(log_path)
     try:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, *launcher, "serve", "--host", HOST, "--port", str(port),
+            python, *launcher, "serve", "--host", HOST, "--port", str(port),
             "--log-level", "warning",
             env=env, cwd=workdir, stdin=asyncio.subprocess.DEVNULL, stdout=log,
             stderr=asyncio.subprocess.STDOUT,
