@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.client import counted
 from tocsin.bus.memory import MemoryBus
-from tocsin.clock import SystemClock
+from tocsin.clock import Clock, FrozenClock, SystemClock
 from tocsin.domain.drafts import NotificationDraft, PublishBatch
 from tocsin.domain.events import Event
 from tocsin.domain.models import Notification
@@ -25,7 +25,14 @@ from tocsin.pipeline.reads import Reads
 from tocsin.realtime.connection import Connection, LiveServices
 from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.hub import Hub
-from tocsin.realtime.session import INTERNAL_ERROR, TRY_AGAIN_LATER, Close, Limits, Session
+from tocsin.realtime.session import (
+    INTERNAL_ERROR,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    Close,
+    Limits,
+    Session,
+)
 from tocsin.realtime.transports.websocket import WebSocketCodec
 from tocsin.store.sql import SqlStore
 
@@ -132,9 +139,10 @@ class Tab:
 class Node:
     """The live half of one node, as `Realtime` wires it, on a store of its own."""
 
-    def __init__(self, store: SqlStore, queue_size: int = 256) -> None:
+    def __init__(self, store: SqlStore, queue_size: int = 256,
+                 clock: Clock | None = None) -> None:
         self.store = store
-        self.clock = SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self.bus = MemoryBus()
         self.hub = Hub(self.bus)
         self.fanout = Fanout(self.bus)
@@ -144,9 +152,11 @@ class Node:
         self.codec = WebSocketCodec()
         self.connections: list[Connection] = []
 
-    async def open(self, user: str, since: int | None = None) -> Tab:
-        session = Session(user_id=user, since=since, limits=Limits(),
-                          now=asyncio.get_running_loop().time())
+    async def open(self, user: str, since: int | None = None,
+                   expires_in: float | None = None) -> Tab:
+        now = self.clock.monotonic()
+        session = Session(user_id=user, since=since, limits=Limits(), now=now,
+                          expires_at=None if expires_in is None else now + expires_in)
         connection = Connection(session, self.live)
         self.connections.append(connection)
         await connection.open()
@@ -298,3 +308,26 @@ async def test_shutdown_ends_the_stream_and_close_detaches_it_from_the_hub(node:
 
     await staying.connection.close()
     assert (node.hub.users, node.hub.connections) == (0, 0)
+
+
+async def test_a_stream_ends_when_its_token_expires_on_the_injected_clock(
+        store: SqlStore) -> None:
+    """No waiting: the clock is moved, and the connections told to look at it."""
+    clock = FrozenClock()
+    node = Node(store, clock=clock)
+    try:
+        short, long_lived = await node.open("ada", expires_in=60), await node.open("ada")
+        for tab in (short, long_lived):
+            await tab.expect("unread-count")
+        clock.advance(59)
+        short.connection.poke()
+        assert await short.barrier() == []  # a second before expiry: still open
+        clock.advance(1)
+        short.connection.poke()
+        ended = await short.closed()
+        assert (ended.code, ended.reason) == (POLICY_VIOLATION, "token expired")
+        # Only that stream ends: the same user's other one goes on.
+        long_lived.connection.poke()
+        await notification(long_lived, await node.publish("ada", title="after"))
+    finally:
+        await node.close()

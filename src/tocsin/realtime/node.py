@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from tocsin.bus.base import Bus
 from tocsin.clock import Clock
 from tocsin.pipeline.reads import Reads
@@ -23,6 +21,7 @@ class Realtime:
     def __init__(self, bus: Bus, fanout: Fanout, reads: Reads, store: Store, clock: Clock,
                  settings: Settings) -> None:
         self.bus = bus
+        self._clock = clock
         self.hub = Hub(bus)
         self.fanout = fanout
         self.live = LiveServices(store=store, hub=self.hub, reads=reads, clock=clock,
@@ -37,7 +36,7 @@ class Realtime:
         self.sse_codec = SseCodec()
 
     def new_session(self, hello: Handshake) -> Session:
-        now = asyncio.get_running_loop().time()
+        now = self._clock.monotonic()
         return Session(user_id=hello.user_id, since=hello.since, limits=self.limits, now=now,
                        expires_at=now + hello.expires_in)
 

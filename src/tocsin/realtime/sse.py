@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tocsin.services import services_of
 from tocsin.api.openapi import errors
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.handshake import check
 from tocsin.realtime.session import Close
 from tocsin.realtime.transports.sse import SseCodec
+from tocsin.services import services_of
 
 router = APIRouter(tags=["user"])
 

@@ -9,12 +9,12 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from tocsin.services import services_of
 from tocsin.domain.errors import TocsinError
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.handshake import TooManyConnections, check
 from tocsin.realtime.session import INTERNAL_ERROR, POLICY_VIOLATION, TRY_AGAIN_LATER, Close
 from tocsin.realtime.transports.websocket import WebSocketCodec
+from tocsin.services import services_of
 
 router = APIRouter()
 log = logging.getLogger("tocsin.realtime")
