@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from tocsin.store.schema import metadata, notifications, users
 from tocsin.store.sql import SqlStore
+
+S = TypeVar("S", bound=SqlStore)
+
+
+@asynccontextmanager
+async def migrated(store: S) -> AsyncIterator[S]:
+    """`store`, migrated, closed afterwards."""
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def row_counts(store: SqlStore) -> dict[str, int]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.db import migrated
+from tocsin.store.sql import SqlStore
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +19,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("TOCSIN_CONFIG", os.devnull)  # an empty TOML file: no setting in it
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """A real store on a SQLite file of the test's own: unit tests of what sits on the store."""
+    async with migrated(SqlStore(f"sqlite:///{tmp_path / 'unit.db'}")) as the_store:
+        yield the_store

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from tests.support.client import counted
+from tests.support.db import migrated
 from tocsin.bus.memory import MemoryBus
 from tocsin.clock import Clock, FrozenClock, SystemClock
 from tocsin.domain.drafts import NotificationDraft, PublishBatch
@@ -50,12 +51,8 @@ class BrokenReplays(SqlStore):
 
 @pytest.fixture
 async def broken_store(tmp_path: Path) -> AsyncIterator[BrokenReplays]:
-    the_store = BrokenReplays(f"sqlite:///{tmp_path / 'c.db'}")
-    await the_store.migrate()
-    try:
+    async with migrated(BrokenReplays(f"sqlite:///{tmp_path / 'c.db'}")) as the_store:
         yield the_store
-    finally:
-        await the_store.close()
 
 
 async def test_a_replay_that_fails_ends_the_stream_with_a_close_code(
@@ -174,16 +171,6 @@ class Node:
     async def close(self) -> None:
         for connection in self.connections:
             await connection.close()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    the_store = SqlStore(f"sqlite:///{tmp_path / 'live.db'}")
-    await the_store.migrate()
-    try:
-        yield the_store
-    finally:
-        await the_store.close()
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ The store is a real SQLite file: what the pipeline commits is checked where it l
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -101,16 +99,6 @@ def test_what_a_decision_queues() -> None:
 
 
 # -- the pipeline ------------------------------------------------------------------------------
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    the_store = SqlStore(f"sqlite:///{tmp_path / 'pipeline.db'}")
-    await the_store.migrate()
-    try:
-        yield the_store
-    finally:
-        await the_store.close()
-
 
 class Trace:
     """A stage and an announcer at once, recording what it saw and when."""
