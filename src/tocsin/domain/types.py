@@ -1,0 +1,71 @@
+"""Notification types: what a kind of notification says by default and where it goes.
+
+A type gives the templates of its text (and their translations), a category the user can turn
+off at once, its default channels, whether it is critical (security, payment: the user cannot
+turn it off, quiet hours do not hold it back) and a description shown in the preferences
+panel. Types come from three places, the later winning: the built-in defaults, `tocsin.toml`,
+and the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The channels a preference or a type may name (whether or not this server configures them).
+PREFERENCE_CHANNELS = ("web", "email", "push")
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Templates of a notification's text; None leaves the field to the publisher."""
+
+    title: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationType:
+    name: str
+    title: str | None = None
+    message: str | None = None
+    action_url: str | None = None
+    locales: dict[str, Text] = field(default_factory=dict)
+    category: str | None = None
+    channels: dict[str, bool] = field(
+        default_factory=lambda: {"web": True, "email": False, "push": False})
+    critical: bool = False
+    description: str | None = None
+
+    def text_for(self, locale: str | None) -> Text:
+        """The templates for `locale`, field by field: `fr-CA`'s, else `fr`'s, else the
+        default (a translation may give only some fields)."""
+        title, message = None, None
+        for candidate in _fallbacks(locale):
+            found = self.locales.get(candidate)
+            if found is not None:
+                title = title if title is not None else found.title
+                message = message if message is not None else found.message
+        return Text(title if title is not None else self.title,
+                    message if message is not None else self.message)
+
+    def default_channels(self) -> dict[str, bool]:
+        return {name: bool(self.channels.get(name, False)) for name in PREFERENCE_CHANNELS}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.name, "title": self.title, "message": self.message,
+            "action_url": self.action_url,
+            "locales": {code: {"title": text.title, "message": text.message}
+                        for code, text in sorted(self.locales.items())},
+            "category": self.category, "channels": self.default_channels(),
+            "critical": self.critical, "description": self.description,
+        }
+
+
+def _fallbacks(locale: str | None) -> list[str]:
+    """`fr-CA` → [`fr-ca`, `fr`]: locales compared without case."""
+    if not locale:
+        return []
+    parts = locale.lower().split("-")
+    return ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
