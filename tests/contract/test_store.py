@@ -10,7 +10,6 @@ import pytest
 
 from tests.support.client import new_user
 from tests.support.db import assert_counter_matches, row_counts, seqs_of
-from tocsin.domain.errors import IdempotencyInFlight, IdempotencyMismatch, NotFound
 from tocsin.domain.drafts import (
     LIVE_CHANNEL,
     ChannelDecision,
@@ -18,6 +17,7 @@ from tocsin.domain.drafts import (
     PublishBatch,
     PublishOutcome,
 )
+from tocsin.domain.errors import IdempotencyInFlight, IdempotencyMismatch, NotFound
 from tocsin.domain.models import UserProfile
 from tocsin.store.sql import SqlStore
 

@@ -12,9 +12,8 @@ from email.utils import getaddresses
 import pytest
 
 from tests.support.smtp import DROP, Command, SmtpServer, smtp_server, unused_port
-from tocsin.channels.base import PermanentError, RetryableError, Unaddressable
+from tocsin.channels.base import Delivery, PermanentError, RetryableError, Unaddressable
 from tocsin.channels.email import EmailChannel
-from tocsin.channels.base import Delivery
 from tocsin.domain.models import Notification, UserProfile
 from tocsin.smtp import SmtpSettings
 

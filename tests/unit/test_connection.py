@@ -13,9 +13,9 @@ from tocsin.bus.memory import MemoryBus
 from tocsin.clock import SystemClock
 from tocsin.domain.drafts import NotificationDraft, PublishBatch
 from tocsin.domain.models import Notification
+from tocsin.pipeline.reads import Reads
 from tocsin.realtime.connection import Connection, LiveServices
 from tocsin.realtime.events import Event
-from tocsin.pipeline.reads import Reads
 from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.hub import Hub
 from tocsin.realtime.session import INTERNAL_ERROR, Close, Limits, Session
