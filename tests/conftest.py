@@ -30,8 +30,8 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def postgres_database(postgres_url: str) -> str:
-    """The PostgreSQL database of a test. A module whose tests must not see others' rows (an
-    outbox claim takes any due delivery) overrides this with a database of its own."""
+    """The PostgreSQL database of a test. A module whose tests must not see others' rows (a
+    jobs claim takes any due job) overrides this with a database of its own."""
     return postgres_url
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.client import new_user
-from tests.support.outbox import ids_of, outbox_row, outbox_rows, publish_email
+from tests.support.jobs import ids_of, job_row, job_rows, publish_email
 from tests.support.server import run_cli, tocsin_env
 from tests.support.services import wait_for
 from tests.support.smtp import SmtpServer, smtp_server
 from tocsin.domain.models import UserProfile
-from tocsin.store.outbox import SqlOutbox
+from tocsin.jobs.base import DELIVERY
+from tocsin.jobs.sql import SqlJobs
 from tocsin.store.sql import SqlStore
 
 pytestmark = pytest.mark.e2e
@@ -47,11 +48,11 @@ def dead_letters(database_url: str, count: int) -> list[uuid.UUID]:
             await store.migrate()
             now = datetime.now(UTC)
             await publish_email(store, [new_user("cli") for _ in range(count)], now)
-            box = SqlOutbox(store)
-            claimed = await box.claim("cli-test", now, 60, count)
-            for delivery in claimed:
-                assert await box.failed(delivery, now, ERROR, retry_at=None)
-            return [delivery.id for delivery in claimed]
+            queue = SqlJobs(store.db)
+            claimed = await queue.claim([DELIVERY], "cli-test", now, 60, count)
+            for job in claimed:
+                assert await queue.bury(job, now, ERROR)
+            return [job.id for job in claimed]
         finally:
             await store.close()
 
@@ -62,7 +63,7 @@ def status_of(database_url: str, delivery_id: uuid.UUID) -> tuple[str, int]:
     async def work() -> tuple[str, int]:
         store = SqlStore(database_url)
         try:
-            row = await outbox_row(store, delivery_id)
+            row = await job_row(store, delivery_id)
             return str(row.status), int(row.attempts)
         finally:
             await store.close()
@@ -165,7 +166,7 @@ def test_worker_sends_what_is_queued_and_stops_on_sigterm(
     async def statuses(notification_ids: list[uuid.UUID]) -> set[str]:
         store = SqlStore(database_url)
         try:
-            return {str(row.status) for row in await outbox_rows(store, notification_ids)}
+            return {str(row.status) for row in await job_rows(store, notification_ids)}
         finally:
             await store.close()
 
@@ -177,7 +178,7 @@ def test_worker_sends_what_is_queued_and_stops_on_sigterm(
                                   cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
     try:
         received = smtp.wait_for_messages(5, timeout=30)
-        wait_for(lambda: asyncio.run(statuses(notification_ids)) == {"sent"}, timeout=15,
+        wait_for(lambda: asyncio.run(statuses(notification_ids)) == {"done"}, timeout=15,
                  interval=0.1)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=15) == 0, log.read_text()

@@ -22,13 +22,13 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.client import new_user
-from tests.support.outbox import ids_of, outbox_rows, publish_email
+from tests.support.jobs import ids_of, job_rows, publish_email
 from tests.support.server import tocsin_env
 from tests.support.services import fresh_postgres_database
 from tests.support.smtp import SmtpServer, smtp_server
 from tocsin.domain.models import UserProfile
-from tocsin.store.outbox import SqlOutbox
-from tocsin.store.schema import outbox
+from tocsin.jobs.sql import SqlJobs
+from tocsin.store.schema import jobs
 from tocsin.store.sql import SqlStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -112,8 +112,8 @@ async def leases_of(store: SqlStore, pid: int) -> set[uuid.UUID]:
     """Deliveries a worker process holds a lease on and has not finished."""
     async with store.engine.connect() as conn:
         rows = (await conn.execute(
-            sa.select(outbox.c.id).where(outbox.c.status == "pending",
-                                         outbox.c.lease_owner.like(f"%:{pid}:%"))
+            sa.select(jobs.c.id).where(jobs.c.status == "pending",
+                                       jobs.c.lease_owner.like(f"%:{pid}:%"))
         )).scalars()
         return set(rows)
 
@@ -136,15 +136,15 @@ async def kill_while_holding_leases(store: SqlStore, worker: WorkerProcess) -> s
     raise AssertionError("the worker never held a lease when looked at")
 
 
-async def until_all_sent(box: SqlOutbox, smtp: SmtpServer, within: float) -> dict[str, int]:
+async def until_all_sent(queue: SqlJobs, smtp: SmtpServer, within: float) -> dict[str, int]:
     deadline = time.monotonic() + within
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
-        counts = await box.status_counts()
-        if counts == {"sent": TOTAL}:
+        counts = await queue.counts()
+        if counts == {"done": TOTAL}:
             return counts
         await asyncio.sleep(0.25)
-    raise AssertionError(f"outbox not finished within {within}s: {counts}; "
+    raise AssertionError(f"jobs not finished within {within}s: {counts}; "
                          f"{len(smtp.messages)} messages received")
 
 
@@ -165,7 +165,7 @@ async def test_a_killed_worker_loses_no_email_and_resends_only_what_it_held(
         late = start_worker(env, tmp_path, "late")  # joins after the kill
         workers.append(late)
 
-        await until_all_sent(SqlOutbox(store), smtp, within=90)
+        await until_all_sent(SqlJobs(store.db), smtp, within=90)
         for worker in (survivor, late):
             worker.process.send_signal(signal.SIGTERM)
             assert await exit_code(worker) == 0, worker.output()
@@ -176,9 +176,9 @@ async def test_a_killed_worker_loses_no_email_and_resends_only_what_it_held(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.process.wait(timeout=10)
 
-    rows = {row.notification_id: row for row in await outbox_rows(store, notification_ids)}
+    rows = {row.notification_id: row for row in await job_rows(store, notification_ids)}
     assert len(rows) == TOTAL
-    assert {row.status for row in rows.values()} == {"sent"}
+    assert {row.status for row in rows.values()} == {"done"}
     by_delivery = {row.id: row for row in rows.values()}
 
     # Every delivery the dead worker held was taken over once its lease lapsed, and sent.

@@ -1,13 +1,17 @@
-"""The outbox worker over a real database (SQLite, PostgreSQL) and a real SMTP server: sent,
-retried with the same Message-ID, dead letters, replay through the admin API, skips, and the
-in-process worker of the app."""
+"""The jobs worker with its delivery handler over a real database (SQLite, PostgreSQL) and a
+real SMTP server: sent, retried with the same Message-ID, dead letters, replay through the admin
+API, skips, and the in-process worker of the app.
+
+Retries are due on a FrozenClock, which the tests move past the policy's longest delay instead
+of waiting for it. (A batch slower than its lease is tests/unit/test_worker.py's.)
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,20 +19,24 @@ import pytest
 from tests.integration.apps import running_api
 from tests.integration.problems import assert_error
 from tests.support.client import new_user
-from tests.support.outbox import clear_outbox, events_of, ids_of, outbox_rows, publish_email
+from tests.support.jobs import clear_jobs, events_of, ids_of, job_rows, publish_email
 from tests.support.services import fresh_postgres_database
 from tests.support.smtp import SmtpServer, smtp_server
 from tocsin.channels.base import Channel
-from tocsin.channels.email import EmailChannel, SmtpSettings
-from tocsin.channels.worker import RetryPolicy, Worker
-from tocsin.clock import SystemClock
+from tocsin.channels.delivery import DeliveryHandler
+from tocsin.channels.email import EmailChannel
+from tocsin.clock import FrozenClock
 from tocsin.domain.models import UserProfile
-from tocsin.store.outbox import SqlOutbox
+from tocsin.jobs.sql import SqlJobs
+from tocsin.jobs.worker import RetryPolicy, Worker
+from tocsin.smtp import SmtpSettings
 from tocsin.store.sql import SqlStore
 
 SENDER = "Tocsin <notifications@tocsin.test>"
-#: Enough rounds of `run_once` for any test here; each round that claims nothing waits 20 ms.
-ROUNDS = 300
+#: The longest a retry waits: the tests move the clock this far when a round claims nothing.
+CAP_SECONDS = 4.0
+#: Enough rounds of `run_once` for any test here.
+ROUNDS = 100
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +47,16 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-async def outbox(store: SqlStore) -> AsyncIterator[SqlOutbox]:
-    await clear_outbox(store)
-    yield SqlOutbox(store)
+async def jobs(store: SqlStore) -> AsyncIterator[SqlJobs]:
+    await clear_jobs(store)
+    yield SqlJobs(store.db)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """The workers' clock: a day ahead of the app's real one, so what the app queues or
+    replays (at its own now) is due for them."""
+    return FrozenClock(datetime.now(UTC) + timedelta(days=1))
 
 
 @pytest.fixture
@@ -50,73 +65,78 @@ def smtp() -> Iterator[SmtpServer]:
         yield server
 
 
-def make_worker(outbox: SqlOutbox, smtp: SmtpServer, *, max_attempts: int = 8,
-                channels: dict[str, Channel] | None = None) -> Worker:
+def make_worker(jobs: SqlJobs, store: SqlStore, smtp: SmtpServer, clock: FrozenClock, *,
+                max_attempts: int = 8, channels: dict[str, Channel] | None = None) -> Worker:
     if channels is None:
         channels = {"email": EmailChannel(SmtpSettings(smtp.url, SENDER, timeout=10))}
-    return Worker(outbox, channels, SystemClock(),
-                  retry=RetryPolicy(max_attempts=max_attempts, base_seconds=0.01,
-                                    cap_seconds=0.05),
+    return Worker(jobs, [DeliveryHandler(store, channels)], clock,
+                  retry=RetryPolicy(max_attempts=max_attempts, base_seconds=1.0,
+                                    cap_seconds=CAP_SECONDS),
                   lease_seconds=30, batch=50)
 
 
-async def addressed(store: SqlStore, count: int = 1, *, email: bool = True) -> list[str]:
+async def addressed(store: SqlStore, clock: FrozenClock, count: int = 1, *,
+                    email: bool = True) -> list[str]:
     users = [new_user("wk") for _ in range(count)]
     if email:
         for user in users:
-            await store.put_user(UserProfile(id=user, email=f"{user}@example.com"),
-                                 datetime.now(UTC))
+            await store.put_user(UserProfile(id=user, email=f"{user}@example.com"), clock.now())
     return users
 
 
-async def queue(store: SqlStore, users: list[str], **fields: Any) -> list[uuid.UUID]:
-    return ids_of(await publish_email(store, users, datetime.now(UTC), **fields))
+async def queue(store: SqlStore, clock: FrozenClock, users: list[str], **fields: Any
+                ) -> list[uuid.UUID]:
+    return ids_of(await publish_email(store, users, clock.now(), **fields))
 
 
 async def delivery_id(store: SqlStore, notification_id: uuid.UUID) -> uuid.UUID:
-    [row] = await outbox_rows(store, [notification_id])
+    [row] = await job_rows(store, [notification_id])
     return uuid.UUID(str(row.id))
 
 
-async def work_until_settled(worker: Worker, store: SqlStore, notification_ids: list[uuid.UUID],
-                             rounds: int = ROUNDS) -> dict[uuid.UUID, str]:
+async def work_until_settled(worker: Worker, store: SqlStore, clock: FrozenClock,
+                             notification_ids: list[uuid.UUID], rounds: int = ROUNDS
+                             ) -> dict[uuid.UUID, str]:
     """Run the worker (a bounded number of rounds) until no delivery is pending; returns the
-    status of each notification's delivery."""
+    status of each notification's delivery. A round that claims nothing moves the clock to
+    where every retry is due."""
+    rows: list[Any] = []
     for _ in range(rounds):
         claimed = await worker.run_once()
-        rows = await outbox_rows(store, notification_ids)
+        rows = await job_rows(store, notification_ids)
         if rows and all(row.status != "pending" for row in rows):
             return {row.notification_id: row.status for row in rows}
         if not claimed:
-            await asyncio.sleep(0.02)  # a retry is due a few milliseconds from now
+            clock.advance(CAP_SECONDS)
     raise AssertionError(f"still pending after {rounds} rounds: {rows}")
 
 
-async def test_a_delivery_is_sent_once(store: SqlStore, outbox: SqlOutbox,
-                                       smtp: SmtpServer) -> None:
-    users = await addressed(store)
-    [notification_id] = await queue(store, users)
-    worker = make_worker(outbox, smtp)
+async def test_a_delivery_is_sent_once(store: SqlStore, jobs: SqlJobs, smtp: SmtpServer,
+                                       clock: FrozenClock) -> None:
+    users = await addressed(store, clock)
+    [notification_id] = await queue(store, clock, users)
+    worker = make_worker(jobs, store, smtp, clock)
     assert await worker.run_once() == 1
-    [row] = await outbox_rows(store, [notification_id])
-    assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
+    [row] = await job_rows(store, [notification_id])
+    assert (row.status, row.attempts, row.last_error) == ("done", 1, None)
     [received] = smtp.messages
     assert received.rcpt_tos == (f"{users[0]}@example.com",)
     assert received.message_id == f"<{row.id}@tocsin>"
     assert received.email["X-Tocsin-Notification"] == str(notification_id)
     assert await events_of(store, notification_id) == [("queued", "email"), ("sent", "email")]
+    clock.advance(86400)
     assert await worker.run_once() == 0
     assert len(smtp.messages) == 1
 
 
-async def test_a_batch_is_sent_in_one_round(store: SqlStore, outbox: SqlOutbox,
-                                            smtp: SmtpServer) -> None:
-    users = await addressed(store, 12)
-    notification_ids = await queue(store, users)
-    worker = make_worker(outbox, smtp)
+async def test_a_batch_is_sent_in_one_round(store: SqlStore, jobs: SqlJobs, smtp: SmtpServer,
+                                            clock: FrozenClock) -> None:
+    users = await addressed(store, clock, 12)
+    notification_ids = await queue(store, clock, users)
+    worker = make_worker(jobs, store, smtp, clock)
     assert await worker.run_once() == 12
-    rows = await outbox_rows(store, notification_ids)
-    assert {row.status for row in rows} == {"sent"}
+    rows = await job_rows(store, notification_ids)
+    assert {row.status for row in rows} == {"done"}
     assert sorted(m.message_id for m in smtp.messages) == \
         sorted(f"<{row.id}@tocsin>" for row in rows)
     assert sorted(m.rcpt_tos[0] for m in smtp.messages) == sorted(f"{u}@example.com"
@@ -124,14 +144,14 @@ async def test_a_batch_is_sent_in_one_round(store: SqlStore, outbox: SqlOutbox,
 
 
 async def test_busy_twice_then_delivered_with_the_same_message_id_every_time(
-    store: SqlStore, outbox: SqlOutbox, smtp: SmtpServer
+    store: SqlStore, jobs: SqlJobs, smtp: SmtpServer, clock: FrozenClock
 ) -> None:
-    [notification_id] = await queue(store, await addressed(store))
+    [notification_id] = await queue(store, clock, await addressed(store, clock))
     smtp.fail("DATA", "450 4.2.0 mailbox busy", times=2)
-    worker = make_worker(outbox, smtp)
-    assert await work_until_settled(worker, store, [notification_id]) == \
-        {notification_id: "sent"}
-    [row] = await outbox_rows(store, [notification_id])
+    worker = make_worker(jobs, store, smtp, clock)
+    assert await work_until_settled(worker, store, clock, [notification_id]) == \
+        {notification_id: "done"}
+    [row] = await job_rows(store, [notification_id])
     assert row.attempts == 3
     attempts = smtp.data_attempts
     assert [reply for reply, _ in attempts] == ["450 4.2.0 mailbox busy"] * 2 + ["250"]
@@ -142,33 +162,34 @@ async def test_busy_twice_then_delivered_with_the_same_message_id_every_time(
 
 
 async def test_a_permanent_refusal_is_a_dead_letter_at_once(
-    store: SqlStore, outbox: SqlOutbox, smtp: SmtpServer
+    store: SqlStore, jobs: SqlJobs, smtp: SmtpServer, clock: FrozenClock
 ) -> None:
-    [notification_id] = await queue(store, await addressed(store))
+    [notification_id] = await queue(store, clock, await addressed(store, clock))
     smtp.fail("RCPT", "550 5.1.1 no such user", times=None)
-    worker = make_worker(outbox, smtp)
+    worker = make_worker(jobs, store, smtp, clock)
     assert await worker.run_once() == 1
-    [row] = await outbox_rows(store, [notification_id])
+    [row] = await job_rows(store, [notification_id])
     assert (row.status, row.attempts) == ("dead", 1)
     assert "550" in row.last_error
     for _ in range(5):  # no retry, however long one waits
+        clock.advance(86400)
         assert await worker.run_once() == 0
     assert smtp.commands == ["RCPT 550 5.1.1 no such user"]
     assert await events_of(store, notification_id) == [
         ("queued", "email"), ("failed", "email"), ("dead", "email")]
-    [letter] = await outbox.dead_letters()
+    [letter] = await jobs.dead_letters()
     assert letter.id == row.id
 
 
 async def test_a_server_always_busy_makes_a_dead_letter_after_exactly_max_attempts(
-    store: SqlStore, outbox: SqlOutbox, smtp: SmtpServer
+    store: SqlStore, jobs: SqlJobs, smtp: SmtpServer, clock: FrozenClock
 ) -> None:
-    [notification_id] = await queue(store, await addressed(store))
+    [notification_id] = await queue(store, clock, await addressed(store, clock))
     smtp.fail("RCPT", "421 4.3.0 try later", times=None)
-    worker = make_worker(outbox, smtp, max_attempts=3)
-    assert await work_until_settled(worker, store, [notification_id]) == \
+    worker = make_worker(jobs, store, smtp, clock, max_attempts=3)
+    assert await work_until_settled(worker, store, clock, [notification_id]) == \
         {notification_id: "dead"}
-    [row] = await outbox_rows(store, [notification_id])
+    [row] = await job_rows(store, [notification_id])
     assert row.attempts == 3
     assert "421" in row.last_error
     assert smtp.commands == ["RCPT 421 4.3.0 try later"] * 3
@@ -179,11 +200,11 @@ async def test_a_server_always_busy_makes_a_dead_letter_after_exactly_max_attemp
 
 
 async def test_a_dead_letter_replayed_through_the_admin_api_is_delivered(
-    store: SqlStore, outbox: SqlOutbox, smtp: SmtpServer
+    store: SqlStore, jobs: SqlJobs, smtp: SmtpServer, clock: FrozenClock
 ) -> None:
-    [notification_id] = await queue(store, await addressed(store))
+    [notification_id] = await queue(store, clock, await addressed(store, clock))
     smtp.fail("RCPT", "550 5.1.1 no such user", times=None)
-    worker = make_worker(outbox, smtp)
+    worker = make_worker(jobs, store, smtp, clock)
     assert await worker.run_once() == 1
     dead_id = await delivery_id(store, notification_id)
 
@@ -192,7 +213,8 @@ async def test_a_dead_letter_replayed_through_the_admin_api_is_delivered(
         assert listed.status_code == 200, listed.text
         [letter] = [d for d in listed.json()["dead_letters"] if d["id"] == str(dead_id)]
         assert letter["notification_id"] == str(notification_id)
-        assert (letter["channel"], letter["attempts"]) == ("email", 1)
+        assert (letter["kind"], letter["channel"], letter["attempts"]) == \
+            ("delivery", "email", 1)
         assert "550" in letter["last_error"]
 
         smtp.heal()  # the mailbox exists now
@@ -208,9 +230,10 @@ async def test_a_dead_letter_replayed_through_the_admin_api_is_delivered(
         listed = await api.client.get("/v1/admin/dead-letters", headers=api.publisher)
         assert str(dead_id) not in [d["id"] for d in listed.json()["dead_letters"]]
 
+    # Replayed at the app's time, a day before this worker's: due now.
     assert await worker.run_once() == 1
-    [row] = await outbox_rows(store, [notification_id])
-    assert (row.status, row.attempts) == ("sent", 1)
+    [row] = await job_rows(store, [notification_id])
+    assert (row.status, row.attempts) == ("done", 1)
     [received] = smtp.messages
     assert received.message_id == f"<{dead_id}@tocsin>"
     assert await events_of(store, notification_id) == [
@@ -218,7 +241,7 @@ async def test_a_dead_letter_replayed_through_the_admin_api_is_delivered(
 
 
 async def test_the_admin_routes_want_a_publisher_key_and_a_dead_letter_id(
-    store: SqlStore, outbox: SqlOutbox
+    store: SqlStore, jobs: SqlJobs
 ) -> None:
     async with running_api(store) as api:
         user = new_user("wk")
@@ -237,81 +260,52 @@ async def test_the_admin_routes_want_a_publisher_key_and_a_dead_letter_id(
         assert too_many.status_code == 422
 
 
-async def test_a_batch_that_outlasts_its_lease_keeps_it_while_it_works(
-    store: SqlStore, outbox: SqlOutbox, smtp: SmtpServer
-) -> None:
-    """A slow relay makes a batch take longer than the lease: the worker renews its leases, so
-    a second worker never takes (and sends again) what the first is still working through."""
-    notification_ids = await queue(store, await addressed(store, 8))
-    smtp.slow_down(0.3)  # one at a time, 8 x 0.3 s: twice the lease
-    channel = EmailChannel(SmtpSettings(smtp.url, SENDER, timeout=10), concurrency=1)
-    worker = Worker(outbox, {"email": channel}, SystemClock(),
-                    retry=RetryPolicy(base_seconds=0.01, cap_seconds=0.05),
-                    lease_seconds=1.2, batch=10)
-    rival = SqlOutbox(store)
-    working = asyncio.create_task(worker.run_once())
-    for _ in range(ROUNDS):  # the worker claims the batch first
-        rows = await outbox_rows(store, notification_ids)
-        if all(row.lease_owner == worker.owner or row.status != "pending" for row in rows):
-            break
-        await asyncio.sleep(0.01)
-    taken = []
-    while not working.done():  # ends with the worker's batch
-        taken += await rival.claim("rival", datetime.now(UTC), 60, 10)
-        await asyncio.sleep(0.05)
-    assert await working == 8
-    assert taken == []
-    rows = await outbox_rows(store, notification_ids)
-    assert [(row.status, row.attempts) for row in rows] == [("sent", 1)] * 8
-    assert len(smtp.messages) == 8
-    assert len({m.message_id for m in smtp.messages}) == 8
-
-
 async def test_a_user_without_an_email_address_is_skipped_not_retried(
-    store: SqlStore, outbox: SqlOutbox, smtp: SmtpServer
+    store: SqlStore, jobs: SqlJobs, smtp: SmtpServer, clock: FrozenClock
 ) -> None:
-    [notification_id] = await queue(store, await addressed(store, email=False))
-    worker = make_worker(outbox, smtp)
+    [notification_id] = await queue(store, clock, await addressed(store, clock, email=False))
+    worker = make_worker(jobs, store, smtp, clock)
     assert await worker.run_once() == 1
-    [row] = await outbox_rows(store, [notification_id])
+    [row] = await job_rows(store, [notification_id])
     assert (row.status, row.attempts) == ("skipped", 1)
     assert "no email" in row.last_error
     for _ in range(3):
+        clock.advance(86400)
         assert await worker.run_once() == 0
     assert smtp.commands == []
     assert await events_of(store, notification_id) == [("queued", "email"), ("skipped", "email")]
-    assert await outbox.dead_letters() == []
+    assert await jobs.dead_letters() == []
 
 
 async def test_a_channel_this_worker_lacks_makes_a_dead_letter(
-    store: SqlStore, outbox: SqlOutbox, smtp: SmtpServer
+    store: SqlStore, jobs: SqlJobs, smtp: SmtpServer, clock: FrozenClock
 ) -> None:
-    [notification_id] = await queue(store, await addressed(store))
-    worker = make_worker(outbox, smtp, channels={})
+    [notification_id] = await queue(store, clock, await addressed(store, clock))
+    worker = make_worker(jobs, store, smtp, clock, channels={})
     assert await worker.run_once() == 1
-    [row] = await outbox_rows(store, [notification_id])
+    [row] = await job_rows(store, [notification_id])
     assert row.status == "dead"
     assert "not configured" in row.last_error
     assert smtp.commands == []
 
 
 async def test_one_bad_delivery_does_not_hold_back_the_others(
-    store: SqlStore, outbox: SqlOutbox, smtp: SmtpServer
+    store: SqlStore, jobs: SqlJobs, smtp: SmtpServer, clock: FrozenClock
 ) -> None:
-    with_email = await addressed(store, 3)
-    without = await addressed(store, email=False)
-    notification_ids = await queue(store, [*with_email, *without])
+    with_email = await addressed(store, clock, 3)
+    without = await addressed(store, clock, email=False)
+    notification_ids = await queue(store, clock, [*with_email, *without])
     smtp.fail("RCPT", "450 4.2.0 mailbox busy", times=1)  # whichever comes first: retried
-    worker = make_worker(outbox, smtp)
-    statuses = await work_until_settled(worker, store, notification_ids)
-    assert sorted(statuses.values()) == ["sent", "sent", "sent", "skipped"]
+    worker = make_worker(jobs, store, smtp, clock)
+    statuses = await work_until_settled(worker, store, clock, notification_ids)
+    assert sorted(statuses.values()) == ["done", "done", "done", "skipped"]
     assert statuses[notification_ids[3]] == "skipped"
     assert sorted(m.rcpt_tos[0] for m in smtp.messages) == sorted(f"{u}@example.com"
                                                                   for u in with_email)
 
 
 async def test_the_in_process_worker_emails_what_the_api_publishes(
-    store: SqlStore, outbox: SqlOutbox, smtp: SmtpServer
+    store: SqlStore, jobs: SqlJobs, smtp: SmtpServer
 ) -> None:
     user = new_user("wk")
     async with running_api(store, smtp_url=smtp.url, outbox_backoff_base_seconds=0.01) as api:
@@ -322,18 +316,20 @@ async def test_the_in_process_worker_emails_what_the_api_publishes(
         published = await api.publish(user, title="Your build passed",
                                       action_url="https://ci.example.com/builds/9",
                                       channels=["web", "email"])
+        assert published["notifications"][0]["channels"] == \
+            {"web": "delivered", "email": "queued"}
         notification_id = uuid.UUID(published["notifications"][0]["id"])
         [received] = await smtp.until_messages(1, within=15)
         assert received.rcpt_tos == ("grace@example.com",)
         assert received.email["Subject"] == "Your build passed"
         sent_id = await delivery_id(store, notification_id)
         assert received.email["Message-ID"] == f"<{sent_id}@tocsin>"
-        for _ in range(ROUNDS):  # the worker records the result once the server said 250
-            [row] = await outbox_rows(store, [notification_id])
+        for _ in range(ROUNDS * 3):  # the worker records the outcome once the server said 250
+            [row] = await job_rows(store, [notification_id])
             if row.status != "pending":
                 break
             await asyncio.sleep(0.02)
-        assert row.status == "sent"
+        assert row.status == "done"
         # The live side got it too: it is in the user's list.
         listed = await api.me(user, "notifications")
         assert [n["id"] for n in listed["notifications"]] == [str(notification_id)]
@@ -341,7 +337,7 @@ async def test_the_in_process_worker_emails_what_the_api_publishes(
 
 
 async def test_without_smtp_the_email_channel_is_refused_and_nothing_is_queued(
-    store: SqlStore, outbox: SqlOutbox
+    store: SqlStore, jobs: SqlJobs
 ) -> None:
     user = new_user("wk")
     async with running_api(store) as api:
@@ -349,4 +345,4 @@ async def test_without_smtp_the_email_channel_is_refused_and_nothing_is_queued(
         assert refused["error"]["code"] == "validation_error"
         assert refused["error"]["details"]["available"] == ["web"]
         await api.publish(user, channels=["web"])
-    assert await outbox_rows(store) == []
+    assert await job_rows(store) == []

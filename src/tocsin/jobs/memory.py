@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
 
 from tocsin.domain.errors import NotFound
 from tocsin.jobs.base import DEAD, DONE, PENDING, SKIPPED, DeadLetter, Job, JobDraft
@@ -31,8 +34,14 @@ class MemoryJobs:
         self._keys: set[str] = set()
 
     async def enqueue(self, jobs: Sequence[JobDraft], now: datetime) -> int:
+        # Every draft is checked before any is queued (all or nothing), and its payload is kept
+        # as the SQL queue keeps it: a JSON copy, which the caller's later changes do not reach.
+        stored = [replace(draft, payload=_json_copy(draft.payload)) for draft in jobs]
+        for draft in stored:
+            if draft.due_at.tzinfo is None:
+                raise ValueError("naive datetime given to the jobs queue; use an aware UTC one")
         added = 0
-        for draft in jobs:
+        for draft in stored:
             if draft.key is not None:
                 if draft.key in self._keys:
                     continue
@@ -105,11 +114,18 @@ class MemoryJobs:
         return found
 
 
+def _json_copy(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as the SQL queue gives it back; a payload it cannot store raises here too."""
+    copied: dict[str, Any] = orjson.loads(orjson.dumps(payload))
+    return copied
+
+
 def _job(row: _Row) -> Job:
     assert row.lease_owner is not None
     d = row.draft
     return Job(id=row.id, kind=d.kind, attempts=row.attempts, lease_owner=row.lease_owner,
-               due_at=row.due_at, payload=dict(d.payload), notification_id=d.notification_id,
+               due_at=row.due_at, payload=_json_copy(d.payload),
+               notification_id=d.notification_id,
                user_id=d.user_id, channel=d.channel)
 
 

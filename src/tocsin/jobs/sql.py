@@ -39,24 +39,29 @@ async def insert_jobs(db: SqlDatabase, conn: AsyncConnection, drafts: Sequence[J
                "channel": d.channel, "status": PENDING, "attempts": 0,
                "available_at": d.due_at, "created_at": now, "updated_at": now}, d)
              for d in drafts]
-    keys = [d.key for d in drafts if d.key is not None]
-    if keys:  # the rare path: look the keys up, then insert only what is new
-        seen = set((await conn.execute(
-            sa.select(jobs.c.key).where(jobs.c.key.in_(keys)))).scalars())
-        fresh = []
-        for row, draft in pairs:
-            if draft.key is None or draft.key not in seen:
-                fresh.append((row, draft))
-                seen.add(draft.key)
-        pairs = fresh
-    rows = [row for row, _ in pairs]
-    events = [_event(d.notification_id, d.user_id, d.notification_type, d.channel, "queued", now)
-              for _, d in pairs if d.kind == DELIVERY and d.notification_type is not None]
+    fresh = [(row, draft) for row, draft in pairs if draft.key is None]
+    keyed: dict[str, tuple[dict[str, Any], JobDraft]] = {}
+    for row, draft in pairs:
+        if draft.key is not None:
+            keyed.setdefault(draft.key, (row, draft))  # a key twice in one call: the first
+    inserted: set[uuid.UUID] = set()
+    if keyed:  # the rare path: insert what no job holds the key of, and learn which those were
+        # ON CONFLICT, not a look-up first: a concurrent enqueue of the same key waits on the
+        # first one's row (PostgreSQL) and then inserts nothing, instead of failing on the
+        # unique index.
+        inserted.update((await conn.execute(
+            db.insert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.key])
+            .returning(jobs.c.id),
+            [row for row, _ in keyed.values()])).scalars())
+    rows = [row for row, _ in fresh]
     for start in range(0, len(rows), _CHUNK):
         await conn.execute(jobs.insert(), rows[start:start + _CHUNK])
+    fresh += [(row, draft) for row, draft in keyed.values() if row["id"] in inserted]
+    events = [_event(d.notification_id, d.user_id, d.notification_type, d.channel, "queued", now)
+              for _, d in fresh if d.kind == DELIVERY and d.notification_type is not None]
     for start in range(0, len(events), _CHUNK):
         await conn.execute(analytics_events.insert(), events[start:start + _CHUNK])
-    return len(rows)
+    return len(fresh)
 
 
 class SqlJobs:
