@@ -10,8 +10,8 @@ import pytest
 from tocsin.domain.quiet_hours import QuietHours, QuietHoursError
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 NIGHT_PARIS = QuietHours.parse("22:00", "07:00", "Europe/Paris")

@@ -88,4 +88,4 @@ def test_sandbox_escapes_are_refused(name: str) -> None:
 
 
 def test_the_output_limit_is_what_it_says() -> None:
-    assert len(render("{{ 'x' * %d }}" % MAX_OUTPUT, "message", DATA)) == MAX_OUTPUT
+    assert len(render(f"{{{{ 'x' * {MAX_OUTPUT} }}}}", "message", DATA)) == MAX_OUTPUT
