@@ -163,7 +163,7 @@ def server_env(database_url: str, workdir: Path, api_key: str, jwt_secret: str
         "TOCSIN_API_KEYS": api_key,
         "TOCSIN_JWT_SECRET": jwt_secret,
         # a tocsin.toml in the caller's directory must not change what is measured
-        "TOCSIN_CONFIG": str(workdir / "absent.toml"),
+        "TOCSIN_CONFIG": os.devnull,
     })
     return env
 
