@@ -24,9 +24,19 @@ alternately with the working tree (ABBA over the rates), each run on fresh serve
 database as always; the tables show the two side by side with their ratios, current / baseline.
 The anchor's ratios stay those of the working tree's build.
 
+With --repeat N, every scenario and rate (the anchor's too) runs N times, each run on fresh
+servers and a fresh database; the runs go round: all the scenarios once, then again, with
+--baseline each rate's builds taking turns going first. Each row of the tables then gives the
+median of each figure over the N runs (lost, dup, misrouted and HTTP errors: their total),
+`delivered/s min-max` their spread, and a ratio row the median of the N ratios of a baseline run
+to the current run beside it, with their min-max for delivered/s, p99 and the server CPU per
+1,000 deliveries; the Tocsin / anchor ratios are ratios of medians. Runs are labelled
+`single-r500-rep2` and so on; the JSON lines keep one line per run, with its `repeat` (1 to N).
+
     .venv/bin/python bench/live.py                  # what `make bench` runs (about 3 minutes)
     .venv/bin/python bench/live.py --quick
     .venv/bin/python bench/live.py --scenarios single --rates 500 --baseline main
+    .venv/bin/python bench/live.py --scenarios single --rates 500 --baseline main --repeat 5
     .venv/bin/python bench/live.py --scenarios single --rates 1000,1500,2000
     .venv/bin/python bench/live.py --scenarios anchor --anchor-rates 500,1000,2000,3000
     .venv/bin/python bench/live.py --scenarios single --rates 1000 --profile /tmp/prof
@@ -46,6 +56,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -64,8 +75,10 @@ from compare import (
     CURRENT,
     compared_table,
     cpu_per_thousand,
+    format_spread,
     interleave,
-    markdown,
+    median,
+    medians_each,
     uneven,
 )
 from livegen import Connected, Cpu, CpuShare, Flavor, Published, Tally
@@ -122,6 +135,7 @@ class Run:
     build: str = ""  # CURRENT or BASELINE for Tocsin; "" for the anchor
     build_label: str = ""  # e.g. `baseline 1a2b3c4d5e`, when builds are compared
     slot: str = ""  # what the same run of another build is labelled by (default: label)
+    repeat: int = 1  # which run of --repeat N this is (1 to N)
 
     @property
     def key(self) -> str:
@@ -432,11 +446,20 @@ def _tocsin_flavor(server: Server, user_ids: Sequence[str]) -> livegen.TocsinFla
     return livegen.TocsinFlavor(server.api_key, tokens)
 
 
+def run_label(slot: str, build: str, repeat: int, repeats: int) -> str:
+    """`single-r500`; a baseline's says so (`single-r500-baseline`), and with --repeat each run
+    says which it is (`single-r500-baseline-rep2`)."""
+    label = slot if build in (CURRENT, "") else f"{slot}-{build}"
+    return f"{label}-rep{repeat}" if repeats > 1 else label
+
+
 async def tocsin_run(args: argparse.Namespace, workdir: Path, build: Build, *, nodes: int,
-                     users: int, rate: float, slot: str, compare: bool = False) -> Run:
-    """One run of `build`; `slot` names it (`single-r500`), and a baseline's label says so too
-    (`single-r500-baseline`). With `compare`, its rows in the tables name the build."""
-    label = slot if build.name == CURRENT else f"{slot}-{build.name}"
+                     users: int, rate: float, slot: str, compare: bool = False,
+                     repeat: int = 1) -> Run:
+    """Run `repeat` of --repeat of `build`; `slot` names it (`single-r500`), and its label says
+    which build and run it is (run_label()). With `compare`, its rows in the tables name the
+    build."""
+    label = run_label(slot, build.name, repeat, args.repeat)
     await wait_quiet(args.quiet_wait)
     async with fresh_database(args, workdir) as database, \
             tocsin_nodes(database, workdir, nodes, args.redis_url, args,
@@ -448,18 +471,21 @@ async def tocsin_run(args: argparse.Namespace, workdir: Path, build: Build, *, n
                             rate=rate,
                             gc_paths=[n.gc_stats for n in started if n.gc_stats is not None])
         run.note = what_if(args)
-        run.build, run.slot = build.name, slot
+        run.build, run.slot, run.repeat = build.name, slot, repeat
         run.build_label = build.label if compare else ""
         return run
 
 
 async def anchor_run(args: argparse.Namespace, workdir: Path, app_dir: Path, *, users: int,
-                     rate: float, label: str) -> Run:
+                     rate: float, slot: str, repeat: int = 1) -> Run:
     await wait_quiet(args.quiet_wait)
     async with postgres_database(args.pg_dsn) as database, \
             anchor_server(app_dir, database, workdir) as server:
-        return await measure(livegen.SocketIOFlavor(), [server], database, args, label=label,
-                             user_ids=_user_ids(users), rate=rate)
+        run = await measure(livegen.SocketIOFlavor(), [server], database, args,
+                            label=run_label(slot, "", repeat, args.repeat),
+                            user_ids=_user_ids(users), rate=rate)
+        run.slot, run.repeat = slot, repeat
+        return run
 
 
 async def redis_reachable(url: str) -> bool:
@@ -486,7 +512,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.0f} %"
 
 
-def _mb(kb: Sequence[int]) -> str:
+def _mb(kb: Sequence[float]) -> str:
     return " + ".join(f"{v / 1024:.0f}" for v in kb) if kb else "-"
 
 
@@ -507,17 +533,37 @@ def _build(run: Run) -> str:
     return run.build_label or run.build or "-"
 
 
-def _table(runs: Sequence[Run], head: list[str], cells: Callable[[Run], dict[str, str]],
-           figures: Callable[[Run], dict[str, float]], shared: Sequence[str], compare: bool
-           ) -> str:
-    """Without `compare`, one row per run; with it, a build column after the server's, and
-    each run's baseline row, current row and ratios (compare.compared_table)."""
-    if not compare:
-        return markdown(head, ([cells(r)[column] for column in head] for r in runs))
-    head = [*head[:1], "build", *head[1:]]
-    return compared_table(runs, head, cells=lambda r: cells(r) | {"build": _build(r)},
+def _table(runs: Sequence[Run], head: list[str], summary: Callable[[Sequence[Run]], dict[str, str]],
+           figures: Callable[[Run], dict[str, float]], shared: Sequence[str], compare: bool,
+           spread: tuple[str, str] | None = None) -> str:
+    """A row per slot (compare.compared_table): the median over its runs (`summary`), or the
+    run's own figures when it ran once. With `compare`, a build column after the server's,
+    each slot's baseline row, current row and ratios (their median over the pairs of runs, with
+    the min-max of RANGED_COLUMNS when there are several). With --repeat, `spread` =
+    (column, after) adds that column (its min-max, from `summary`) after the column `after`."""
+    if spread is not None and any(r.repeat > 1 for r in runs):
+        column, after = spread
+        head = [*head[:head.index(after) + 1], column, *head[head.index(after) + 1:]]
+    if compare:
+        head = [*head[:1], "build", *head[1:]]
+    return compared_table(runs, head, summary=lambda rs: summary(rs) | {"build": _build(rs[0])},
                           figures=figures, shared=shared, key=lambda r: r.key,
-                          is_baseline=lambda r: r.build == BASELINE)
+                          is_baseline=lambda r: r.build == BASELINE, repeat=lambda r: r.repeat,
+                          ranged=RANGED_COLUMNS)
+
+
+def _med(runs: Sequence[Run], figure: Callable[[Run], float | None]) -> float:
+    return median(figure(r) for r in runs)
+
+
+def _rate_of(runs: Sequence[Run], count: Callable[[Run], float | None],
+             window: Callable[[Run], float]) -> float:
+    return _med(runs, lambda r: (c / window(r)) if (c := count(r)) is not None else None)
+
+
+SPREAD = "delivered/s min-max"
+CPU_PER_1K = "server CPU s per 1,000 deliveries"
+RANGED_COLUMNS = ("delivered/s", "p99 ms", CPU_PER_1K)  # ratios with a min-max, with --repeat
 
 
 def delivery_table(runs: Sequence[Run], *, compare: bool = False) -> str:
@@ -525,23 +571,39 @@ def delivery_table(runs: Sequence[Run], *, compare: bool = False) -> str:
             "dup", "misrouted", "late sends", "p50 ms", "p90 ms", "p99 ms", "max ms",
             "HTTP errors"]
 
-    def cells(r: Run) -> dict[str, str]:
-        p, t = r.published, r.tally
-        assert p is not None and t is not None
-        lat = r.latencies
-        errors = http_errors(p, r.server)
-        acked_window = max((p.last_ack or p.t0) - p.t0, 1e-9)
+    def summary(runs: Sequence[Run]) -> dict[str, str]:
+        """Medians; lost, dup, misrouted and HTTP errors summed, so that one bad run shows."""
+        r = runs[0]
+        pubs = [(run.published, run.tally) for run in runs]
+        published = [p for p, _ in pubs if p is not None]
+        tallies = [t for _, t in pubs if t is not None]
+        errors: Counter[str] = Counter()
+        for p in published:
+            errors.update(http_errors(p, r.server))
+
+        def acked_window(run: Run) -> float:
+            p = run.published
+            assert p is not None
+            return max((p.last_ack or p.t0) - p.t0, 1e-9)
+
+        def lat(q: float) -> float:
+            return _med(runs, lambda run: livegen.percentile(run.latencies, q))
+
         return {
             "server": f"{_who(r)}{' (profiled)' if r.profiled else ''}", "db": r.backend,
             "users": f"{r.users:,}", "rate/s": f"{r.rate:,.0f}",
-            "attempted/s": f"{p.attempted / r.publish_window:,.0f}",
-            "acked/s": f"{p.acked / acked_window:,.0f}",
-            "delivered/s": f"{r.delivered_per_second:,.0f}", "lost": str(t.lost()),
-            "dup": str(t.duplicates), "misrouted": str(t.misrouted),
-            "late sends": f"{p.late_sends:,}", "p50 ms": _f(livegen.percentile(lat, 50)),
-            "p90 ms": _f(livegen.percentile(lat, 90)), "p99 ms": _f(livegen.percentile(lat, 99)),
-            "max ms": _f(lat[-1] if lat else float("nan")),
-            "HTTP errors": ", ".join(f"{k}: {v}" for k, v in errors.items()) or "0",
+            "attempted/s": f"{_rate_of(runs, _attempted, lambda run: run.publish_window):,.0f}",
+            "acked/s": f"{_rate_of(runs, _acked, acked_window):,.0f}",
+            "delivered/s": f"{_med(runs, lambda run: run.delivered_per_second):,.0f}",
+            SPREAD: format_spread((run.delivered_per_second for run in runs),
+                                  lambda v: f"{v:,.0f}"),
+            "lost": str(sum(t.lost() for t in tallies)),
+            "dup": str(sum(t.duplicates for t in tallies)),
+            "misrouted": str(sum(t.misrouted for t in tallies)),
+            "late sends": f"{median(p.late_sends for p in published):,.0f}",
+            "p50 ms": _f(lat(50)), "p90 ms": _f(lat(90)), "p99 ms": _f(lat(99)),
+            "max ms": _f(_med(runs, lambda run: run.latencies[-1] if run.latencies else None)),
+            "HTTP errors": ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0",
         }
 
     def figures(r: Run) -> dict[str, float]:
@@ -550,10 +612,16 @@ def delivery_table(runs: Sequence[Run], *, compare: bool = False) -> str:
                 "p99 ms": livegen.percentile(r.latencies, 99)}
 
     measured = [r for r in runs if r.published is not None and r.tally is not None]
-    return _table(measured, head, cells, figures, ("server", "db", "users", "rate/s"), compare)
+    return _table(measured, head, summary, figures, ("server", "db", "users", "rate/s"), compare,
+                  spread=(SPREAD, "delivered/s"))
 
 
-CPU_PER_1K = "server CPU s per 1,000 deliveries"
+def _attempted(run: Run) -> float | None:
+    return run.published.attempted if run.published is not None else None
+
+
+def _acked(run: Run) -> float | None:
+    return run.published.acked if run.published is not None else None
 
 
 def resource_table(runs: Sequence[Run], *, compare: bool = False) -> str:
@@ -563,44 +631,55 @@ def resource_table(runs: Sequence[Run], *, compare: bool = False) -> str:
     if compare:
         head.insert(head.index("server CPU") + 1, CPU_PER_1K)
 
-    def cells(r: Run) -> dict[str, str]:
-        c = r.cpu
-        assert c is not None
-        server = " + ".join(_pct(s) for s in c.servers) if len(c.servers) > 1 \
-            else _pct(c.server)
+    def summary(runs: Sequence[Run]) -> dict[str, str]:
+        r = runs[0]
+        cpus = [run.cpu for run in runs if run.cpu is not None]
+
+        def cpu(figure: Callable[[CpuShare], float | None]) -> str:
+            return _pct(median(figure(c) for c in cpus))
+
+        servers = medians_each([c.servers for c in cpus])
         return {
-            "server": _who(r), "rate/s": f"{r.rate:,.0f}", "server CPU": server,
-            CPU_PER_1K: _f(r.server_cpu_per_thousand, 2), "PostgreSQL CPU": _pct(c.postgres),
-            "Redis CPU": _pct(c.redis) if r.nodes > 1 else "-", "load-gen CPU": _pct(c.loadgen),
-            "other CPU": _pct(c.other), "machine busy": _pct(c.machine),
-            "RSS before MB": _mb(r.rss_before_kb), "KB per idle conn": _f(r.kb_per_connection),
-            "RSS after MB": _mb(r.rss_after_kb), "peak RSS MB": _mb(r.hwm_kb),
+            "server": _who(r), "rate/s": f"{r.rate:,.0f}",
+            "server CPU": " + ".join(_pct(s) for s in servers) if len(servers) > 1
+            else cpu(lambda c: c.server),
+            CPU_PER_1K: _f(_med(runs, lambda run: run.server_cpu_per_thousand), 2),
+            "PostgreSQL CPU": cpu(lambda c: c.postgres),
+            "Redis CPU": cpu(lambda c: c.redis) if r.nodes > 1 else "-",
+            "load-gen CPU": cpu(lambda c: c.loadgen), "other CPU": cpu(lambda c: c.other),
+            "machine busy": cpu(lambda c: c.machine),
+            "RSS before MB": _mb(medians_each([run.rss_before_kb for run in runs])),
+            "KB per idle conn": _f(_med(runs, lambda run: run.kb_per_connection)),
+            "RSS after MB": _mb(medians_each([run.rss_after_kb for run in runs])),
+            "peak RSS MB": _mb(medians_each([run.hwm_kb for run in runs])),
         }
 
     def figures(r: Run) -> dict[str, float]:
         return {CPU_PER_1K: r.server_cpu_per_thousand, "KB per idle conn": r.kb_per_connection}
 
     measured = [r for r in runs if r.cpu is not None]
-    return _table(measured, head, cells, figures, ("server", "rate/s"), compare)
+    return _table(measured, head, summary, figures, ("server", "rate/s"), compare)
 
 
 def idle_table(runs: Sequence[Run], *, compare: bool = False) -> str:
     head = ["server", "users connected", "connect s", "RSS before MB", "RSS connected MB",
             "KB per connection", "RSS after all closed MB"]
 
-    def cells(r: Run) -> dict[str, str]:
+    def summary(runs: Sequence[Run]) -> dict[str, str]:
         return {
-            "server": _who(r), "users connected": f"{len(r.connected.clients):,}",
-            "connect s": f"{r.connected.seconds:.1f}", "RSS before MB": _mb(r.rss_before_kb),
-            "RSS connected MB": _mb(r.rss_connected_kb),
-            "KB per connection": _f(r.kb_per_connection),
-            "RSS after all closed MB": _mb(r.rss_after_close_kb),
+            "server": _who(runs[0]),
+            "users connected": f"{_med(runs, lambda r: len(r.connected.clients)):,.0f}",
+            "connect s": f"{_med(runs, lambda r: r.connected.seconds):.1f}",
+            "RSS before MB": _mb(medians_each([r.rss_before_kb for r in runs])),
+            "RSS connected MB": _mb(medians_each([r.rss_connected_kb for r in runs])),
+            "KB per connection": _f(_med(runs, lambda r: r.kb_per_connection)),
+            "RSS after all closed MB": _mb(medians_each([r.rss_after_close_kb for r in runs])),
         }
 
     def figures(r: Run) -> dict[str, float]:
         return {"KB per connection": r.kb_per_connection}
 
-    return _table(runs, head, cells, figures, ("server",), compare)
+    return _table(runs, head, summary, figures, ("server",), compare)
 
 
 def _sep(head: str) -> str:
@@ -609,10 +688,14 @@ def _sep(head: str) -> str:
 
 def ratio_table(runs: Sequence[Run]) -> str:
     """Tocsin (one node, the working tree's build) against the anchor at the rates both were
-    run at."""
-    tocsin = {r.rate: r for r in runs
-              if r.server == "tocsin" and r.nodes == 1 and r.cpu and r.build != BASELINE}
-    anchor = {r.rate: r for r in runs if r.server != "tocsin" and r.cpu}
+    run at; with --repeat, ratios of the medians over each one's runs at that rate."""
+    tocsin: dict[float, list[Run]] = {}
+    anchor: dict[float, list[Run]] = {}
+    for r in runs:
+        if r.server == "tocsin" and r.nodes == 1 and r.cpu and r.build != BASELINE:
+            tocsin.setdefault(r.rate, []).append(r)
+        elif r.server != "tocsin" and r.cpu:
+            anchor.setdefault(r.rate, []).append(r)
     common = sorted(set(tocsin) & set(anchor))
     if not common:
         return ""
@@ -625,19 +708,25 @@ def ratio_table(runs: Sequence[Run]) -> str:
             return "-"
         return f"{a / b:.2f}"
 
-    def delivered(run: Run) -> float:
-        return run.delivered_per_second
+    def delivered(runs: Sequence[Run]) -> float:
+        return _med(runs, lambda run: run.delivered_per_second)
 
-    def lat(run: Run, q: float) -> float:
-        return livegen.percentile(run.latencies, q)
+    def lat(runs: Sequence[Run], q: float) -> float:
+        return _med(runs, lambda run: livegen.percentile(run.latencies, q))
+
+    def server_cpu(runs: Sequence[Run]) -> float:
+        return _med(runs, lambda run: run.cpu.server if run.cpu else None)
+
+    def postgres_cpu(runs: Sequence[Run]) -> float:
+        return _med(runs, lambda run: run.cpu.postgres if run.cpu else None)
 
     for rate in common:
         t, a = tocsin[rate], anchor[rate]
-        assert t.cpu and a.cpu
         lines.append(
             f"| {rate:,.0f} | {ratio(delivered(t), delivered(a))} "
             f"| {ratio(lat(t, 50), lat(a, 50))} | {ratio(lat(t, 99), lat(a, 99))} "
-            f"| {ratio(t.cpu.server, a.cpu.server)} | {ratio(t.cpu.postgres, a.cpu.postgres)} |")
+            f"| {ratio(server_cpu(t), server_cpu(a))} "
+            f"| {ratio(postgres_cpu(t), postgres_cpu(a))} |")
     return "\n".join(lines)
 
 
@@ -650,6 +739,7 @@ def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str],
     record: dict[str, Any] = {
         "label": run.label, "server": run.server, "backend": run.backend, "nodes": run.nodes,
         "build": run.build or None, "build_commit": commits.get(run.build),
+        "slot": run.key, "repeat": run.repeat, "repeats": args.repeat,
         "baseline_commit": commits.get(BASELINE), "current_commit": commits.get(CURRENT),
         "users": run.users, "rate": run.rate, "seconds": args.seconds,
         "concurrency": args.concurrency, "connected": len(run.connected.clients),
@@ -788,6 +878,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="also run the Tocsin scenarios on this git revision (commit, tag, "
                              "branch), built once into .bench-cache/<commit>/, alternately with "
                              "the working tree, and print both with their ratios")
+    parser.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
+                        help="run every scenario and rate N times, each on fresh servers and a "
+                             "fresh database, and print the medians, their spread and (with "
+                             "--baseline) the median of the per-pair ratios (default 1; 5 for a "
+                             "verdict)")
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = 5.0 if args.quick else 15.0
@@ -848,28 +943,36 @@ async def amain(args: argparse.Namespace) -> int:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="tocsin-live-") as tmp:
         workdir = Path(tmp)
-        if "single" in scenarios:
-            for rate, build in interleave(args.rates, builds):
-                runs.append(await tocsin_run(args, workdir, build, nodes=1, users=args.users,
-                                             rate=rate, slot=f"single-r{rate:g}",
-                                             compare=compare))
-        if "two-node" in scenarios:
-            for rate, build in interleave(args.two_node_rates, builds):
-                runs.append(await tocsin_run(args, workdir, build, nodes=2, users=args.users,
-                                             rate=rate, slot=f"two-node-r{rate:g}",
-                                             compare=compare))
-        if "idle" in scenarios:
-            for users, build in interleave([args.idle_users], builds):
-                runs.append(await tocsin_run(args, workdir, build, nodes=1, users=users,
-                                             rate=0, slot=f"idle-u{users}", compare=compare))
-        if "anchor" in scenarios:
-            app_dir = prepare_anchor(args.anchor_dir, workdir)
-            for rate in args.anchor_rates:
-                runs.append(await anchor_run(args, workdir, app_dir, users=args.users,
-                                             rate=rate, label=f"anchor-r{rate:g}"))
+        app_dir: Path | None = None
+        for repeat in range(1, args.repeat + 1):
+            if args.repeat > 1:
+                print(f"[live] run {repeat} of {args.repeat}", file=sys.stderr)
+            turn = repeat - 1  # each slot's builds take turns going first
+            if "single" in scenarios:
+                for rate, build in interleave(args.rates, builds, turn):
+                    runs.append(await tocsin_run(args, workdir, build, nodes=1, users=args.users,
+                                                 rate=rate, slot=f"single-r{rate:g}",
+                                                 compare=compare, repeat=repeat))
+            if "two-node" in scenarios:
+                for rate, build in interleave(args.two_node_rates, builds, turn):
+                    runs.append(await tocsin_run(args, workdir, build, nodes=2, users=args.users,
+                                                 rate=rate, slot=f"two-node-r{rate:g}",
+                                                 compare=compare, repeat=repeat))
             if "idle" in scenarios:
-                runs.append(await anchor_run(args, workdir, app_dir, users=args.idle_users,
-                                             rate=0, label=f"anchor-idle-u{args.idle_users}"))
+                for users, build in interleave([args.idle_users], builds, turn):
+                    runs.append(await tocsin_run(args, workdir, build, nodes=1, users=users,
+                                                 rate=0, slot=f"idle-u{users}", compare=compare,
+                                                 repeat=repeat))
+            if "anchor" in scenarios:
+                app_dir = app_dir or prepare_anchor(args.anchor_dir, workdir)
+                for rate in args.anchor_rates:
+                    runs.append(await anchor_run(args, workdir, app_dir, users=args.users,
+                                                 rate=rate, slot=f"anchor-r{rate:g}",
+                                                 repeat=repeat))
+                if "idle" in scenarios:
+                    runs.append(await anchor_run(args, workdir, app_dir, users=args.idle_users,
+                                                 rate=0, slot=f"anchor-idle-u{args.idle_users}",
+                                                 repeat=repeat))
 
     if args.json is not None:
         with args.json.open("a") as handle:
@@ -891,6 +994,8 @@ def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[st
               + ". Each Tocsin scenario and rate ran on both, alternately (ABBA), each run on "
               "fresh servers and a fresh database; ratios are current / baseline (the anchor's, "
               "below, are the current build's).")
+    if args.repeat > 1:
+        print(repeat_line(args.repeat, compare))
     print(f"Load: one POST per notification to a random connected user, paced, "
           f"{args.concurrency} HTTP connections, {args.seconds:g} s per run, grace "
           f"{args.grace:g} s. CPU: % of one core over the publishing window and its "
@@ -911,6 +1016,20 @@ def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[st
         print(ratios)
 
 
+def repeat_line(repeats: int, compare: bool) -> str:
+    """What the rows mean when every scenario and rate ran `repeats` times."""
+    line = (f"Repeated: every scenario and rate ran {repeats} times, all of them once and then "
+            "again, each run on fresh servers and a fresh database"
+            + (", each rate's builds taking turns going first" if compare else "")
+            + f"; a row gives the median of each figure over its {repeats} runs (lost, dup, "
+            f"misrouted, HTTP errors: their total) and {SPREAD} their spread")
+    if compare:
+        line += (f"; a ratio row, the median of the {repeats} ratios of a baseline run to the "
+                 "current run beside it, with their min-max for delivered/s, p99 and CPU per "
+                 "1,000")
+    return line + "; Tocsin / anchor: ratios of the medians."
+
+
 def _verdict(runs: Sequence[Run]) -> int:
     disturbed = [r for r in runs if r.cpu is not None and r.cpu.other > OTHER_CPU_WARNING]
     if disturbed:
@@ -918,13 +1037,14 @@ def _verdict(runs: Sequence[Run]) -> int:
               "during " + ", ".join(f"{r.label} ({r.cpu.other:.0f} %)" for r in disturbed
                                     if r.cpu is not None)
               + ": those figures are disturbed.", file=sys.stderr)
-    skewed = uneven(runs, key=lambda r: r.key, is_baseline=lambda r: r.build == BASELINE,
+    skewed = uneven(runs, key=lambda r: (r.key, r.repeat),
+                    is_baseline=lambda r: r.build == BASELINE,
                     other=lambda r: r.cpu.other if r.cpu is not None else None,
                     limit=OTHER_CPU_WARNING)
     if skewed:
         print(f"\nwarning: the rest of the machine used more than {OTHER_CPU_WARNING:.0f} % of a "
               "core more during one build's run than during the other's, for "
-              + ", ".join(f"{b.key} ({b.cpu.other:.0f} % baseline, {c.cpu.other:.0f} % current)"
+              + ", ".join(f"{c.label} ({b.cpu.other:.0f} % baseline, {c.cpu.other:.0f} % current)"
                           for b, c in skewed if b.cpu is not None and c.cpu is not None)
               + ": those ratios measure that as much as the code; run again.", file=sys.stderr)
     for run in runs:

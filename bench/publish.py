@@ -15,9 +15,17 @@ With --baseline REV, a build of that commit (bench/baseline.py) gets a server an
 its own beside the working tree's, and every scenario runs on both, alternately (ABBA); the table
 shows the two side by side with their ratios, current / baseline.
 
+With --repeat N, the whole measurement runs N times, each time on fresh servers and databases
+(with --baseline, still alternately, each build going first in turn): each table row then gives
+the median of each figure over the N runs (errors: their total), `req/s min-max` their spread,
+and the ratio row the median of the N ratios of a baseline run to the current run beside it, with
+their min-max for req/s, p99 and the server CPU per 1,000 notifications. The JSON lines keep one
+line per run, with its `repeat` (1 to N).
+
     .venv/bin/python bench/publish.py                 # what `make bench` runs
     .venv/bin/python bench/publish.py --quick --backends sqlite
     .venv/bin/python bench/publish.py --quick --baseline main  # the working tree against main
+    .venv/bin/python bench/publish.py --baseline main --repeat 5  # a before/after verdict
     .venv/bin/python bench/publish.py --profile /tmp/prof  # py-spy on the server, per scenario
 """
 
@@ -34,7 +42,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +58,9 @@ from compare import (
     CURRENT,
     compared_table,
     cpu_per_thousand,
+    format_spread,
     interleave,
-    markdown,
+    median,
     uneven,
 )
 from loadgen import Outcome, Scenario
@@ -79,11 +89,16 @@ class Row:
     profiled: bool
     build: str = CURRENT  # or BASELINE
     build_label: str = ""  # e.g. `baseline 1a2b3c4d5e`
+    repeat: int = 1  # which run of --repeat N (1 to N)
+    repeats: int = 1  # N
 
     @property
     def title(self) -> str:
-        """How messages name it: `sqlite single`, `sqlite single (baseline)`."""
-        suffix = f" ({self.build})" if self.build != CURRENT else ""
+        """How messages name it: `sqlite single`, `sqlite single (baseline)`, with --repeat
+        `sqlite single (baseline, run 2 of 5)`."""
+        notes = ([self.build] if self.build != CURRENT else []) + (
+            [f"run {self.repeat} of {self.repeats}"] if self.repeats > 1 else [])
+        suffix = f" ({', '.join(notes)})" if notes else ""
         return f"{self.backend} {self.outcome.scenario}{suffix}"
 
     @property
@@ -204,39 +219,46 @@ async def open_database(backend: str, args: argparse.Namespace, workdir: Path
 
 
 async def bench_backend(backend: str, args: argparse.Namespace, workdir: Path,
-                        builds: Sequence[Build]) -> list[Row]:
+                        builds: Sequence[Build], repeat: int = 1) -> list[Row]:
     """Each build gets a database and a server of its own, started before anything is measured
-    and kept for all the scenarios; the scenarios run on the builds in turn (ABBA)."""
+    and kept for all the scenarios; the scenarios run on the builds in turn (ABBA). `repeat`
+    (1 to --repeat) is which run this is: each one starts afresh, and an even one starts the
+    ABBA order reversed, so that each scenario's builds take turns going first."""
     scenarios = [single_scenario(args.users), batched_scenario(args.users, args.batch_size)]
     rows: list[Row] = []
     async with AsyncExitStack() as stack:
         targets: dict[str, tuple[Database, Server]] = {}
         for build in builds:
-            home = workdir / f"{backend}-{build.name}"
+            home = workdir / f"{backend}-{build.name}-{repeat}"
             home.mkdir()
             database = await stack.enter_async_context(open_database(backend, args, home))
             server = await stack.enter_async_context(
                 running_server(database, home, python=build.python))
             targets[build.name] = (database, server)
-            print(f"[{backend}] {build.label}: server pid {server.pid} on {server.base_url}",
+            print(f"[{backend}] {build.label}: server pid {server.pid} on {server.base_url}"
+                  + (f" (run {repeat} of {args.repeat})" if args.repeat > 1 else ""),
                   file=sys.stderr)
-        for scenario, build in interleave(scenarios, builds):
+        for scenario, build in interleave(scenarios, builds, offset=repeat - 1):
             database, server = targets[build.name]
             rows.append(await bench_scenario(scenario, database, server, args,
-                                             build if len(builds) > 1 else None))
+                                             build if len(builds) > 1 else None, repeat))
     return rows
 
 
 async def bench_scenario(scenario: Scenario, database: Database, server: Server,
-                         args: argparse.Namespace, build: Build | None) -> Row:
-    """One scenario on one server; `build` names it when builds are compared."""
-    tag = f"[{database.backend}{f' {build.name}' if build else ''}]"
+                         args: argparse.Namespace, build: Build | None, repeat: int = 1) -> Row:
+    """One scenario on one server; `build` names it when builds are compared, `repeat` which
+    run of --repeat it is."""
+    repeated = args.repeat > 1
+    tag = (f"[{database.backend}{f' {build.name}' if build else ''}"
+           f"{f' run {repeat}/{args.repeat}' if repeated else ''}]")
     before = await database.count_notifications()
     profile_task: asyncio.Task[None] | None = None
     profile_out: Path | None = None
     if args.profile is not None:
         slug = scenario.name.split()[0]
         suffix = f"-{build.name}" if build is not None and build.name != CURRENT else ""
+        suffix += f"-rep{repeat}" if repeated else ""
         profile_out = args.profile / f"{database.backend}-{slug}{suffix}.txt"
         profile_task = asyncio.create_task(
             profile_window(server.pid, args.warmup, args.seconds, profile_out))
@@ -260,6 +282,7 @@ async def bench_scenario(scenario: Scenario, database: Database, server: Server,
         stored_detail=f"{stored} rows stored for {expected} acknowledged",
         profiled=args.profile is not None,
         build=build.name if build else CURRENT, build_label=build.label if build else "",
+        repeat=repeat, repeats=args.repeat,
     )
     print(f"{tag} {scenario.name}: "
           f"{outcome.requests_per_second:,.0f} req/s, "
@@ -275,23 +298,27 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.0f} %"
 
 
-def _errors(outcome: Outcome) -> str:
-    if not outcome.errors:
+def _errors(errors: Counter[str]) -> str:
+    if not errors:
         return "0"
-    return ", ".join(f"{key}: {count}" for key, count in sorted(outcome.errors.items()))
+    return ", ".join(f"{key}: {count}" for key, count in sorted(errors.items()))
 
 
 CPU_PER_1K = "server CPU s per 1,000 notifications"
 RATIO_COLUMNS = ("req/s", "notifications/s", "p50 ms", "p99 ms", CPU_PER_1K)
+RANGED_COLUMNS = ("req/s", "p99 ms", CPU_PER_1K)  # whose ratio rows give a min-max with --repeat
+SPREAD = "req/s min-max"
 
 
-def _head(compare: bool) -> list[str]:
+def _head(compare: bool, repeated: bool = False) -> list[str]:
     head = ["backend", "scenario", "conns", "req/s", "notifications/s", "p50 ms", "p90 ms",
             "p99 ms", "errors", "server CPU", "load-gen CPU", "PostgreSQL CPU", "other CPU",
             "machine busy"]
     if compare:
         head.insert(head.index("scenario") + 1, "build")
         head.insert(head.index("server CPU") + 1, CPU_PER_1K)
+    if repeated:
+        head.insert(head.index("req/s") + 1, SPREAD)
     return head
 
 
@@ -303,18 +330,33 @@ def _figures(row: Row) -> dict[str, float]:
             CPU_PER_1K: row.server_cpu_per_thousand}
 
 
-def _cells(row: Row) -> dict[str, str]:
-    o = row.outcome
+def _summary(rows: Sequence[Row]) -> dict[str, str]:
+    """The cells of the row of one scenario and build, from its runs: each figure is the median
+    over them (for one run, its own), the errors are their total (so that one bad run shows),
+    and SPREAD is the min-max of req/s."""
+    first = rows[0]
+    outcomes = [row.outcome for row in rows]
+
+    def med(figure: Callable[[Outcome], float | None]) -> float:
+        return median(figure(o) for o in outcomes)
+
     return {
-        "backend": f"{row.backend}{' (profiled)' if row.profiled else ''}",
-        "scenario": o.scenario, "build": row.build_label or row.build,
-        "conns": str(o.concurrency), "req/s": f"{o.requests_per_second:,.0f}",
-        "notifications/s": f"{o.notifications_per_second:,.0f}",
-        "p50 ms": f"{o.percentile(50):.1f}", "p90 ms": f"{o.percentile(90):.1f}",
-        "p99 ms": f"{o.percentile(99):.1f}", "errors": _errors(o),
-        "server CPU": _pct(o.cpu.server), CPU_PER_1K: _per_thousand(row.server_cpu_per_thousand),
-        "load-gen CPU": _pct(o.cpu.loadgen), "PostgreSQL CPU": _pct(o.cpu.postgres),
-        "other CPU": _pct(o.cpu.other), "machine busy": _pct(o.cpu.machine),
+        "backend": f"{first.backend}{' (profiled)' if first.profiled else ''}",
+        "scenario": first.outcome.scenario, "build": first.build_label or first.build,
+        "conns": str(first.outcome.concurrency),
+        "req/s": f"{med(lambda o: o.requests_per_second):,.0f}",
+        SPREAD: format_spread((o.requests_per_second for o in outcomes), lambda v: f"{v:,.0f}"),
+        "notifications/s": f"{med(lambda o: o.notifications_per_second):,.0f}",
+        "p50 ms": f"{med(lambda o: o.percentile(50)):.1f}",
+        "p90 ms": f"{med(lambda o: o.percentile(90)):.1f}",
+        "p99 ms": f"{med(lambda o: o.percentile(99)):.1f}",
+        "errors": _errors(sum((o.errors for o in outcomes), Counter())),
+        "server CPU": _pct(med(lambda o: o.cpu.server)),
+        CPU_PER_1K: _per_thousand(median(row.server_cpu_per_thousand for row in rows)),
+        "load-gen CPU": _pct(med(lambda o: o.cpu.loadgen)),
+        "PostgreSQL CPU": _pct(med(lambda o: o.cpu.postgres)),
+        "other CPU": _pct(med(lambda o: o.cpu.other)),
+        "machine busy": _pct(med(lambda o: o.cpu.machine)),
     }
 
 
@@ -323,16 +365,17 @@ def _per_thousand(value: float) -> str:
 
 
 def markdown_table(rows: Sequence[Row], *, compare: bool = False) -> str:
-    """The results; with `compare`, a build column and the server CPU per 1,000 notifications,
-    each scenario's baseline row then its current row, then their ratios (current / baseline)
-    in the columns of RATIO_COLUMNS."""
-    head = _head(compare)
-    if not compare:
-        return markdown(head, ([_cells(row)[column] for column in head] for row in rows))
-    return compared_table(rows, head, cells=_cells, figures=_figures,
+    """The results, a row per backend and scenario; with `compare`, a build column and the
+    server CPU per 1,000 notifications, each scenario's baseline row then its current row, then
+    their ratios (current / baseline) in the columns of RATIO_COLUMNS. Rows of several runs
+    (--repeat) give medians and a SPREAD column, and their ratios are the medians of the ratios
+    of each pair of runs, with their min-max in RANGED_COLUMNS."""
+    repeated = any(row.repeat > 1 for row in rows)
+    return compared_table(rows, _head(compare, repeated), summary=_summary, figures=_figures,
                           shared=("backend", "scenario"),
                           key=lambda r: (r.backend, r.outcome.scenario),
-                          is_baseline=lambda r: r.build == BASELINE)
+                          is_baseline=lambda r: r.build == BASELINE, repeat=lambda r: r.repeat,
+                          ranged=RANGED_COLUMNS)
 
 
 def json_line(row: Row, args: argparse.Namespace, machine: dict[str, str],
@@ -345,6 +388,8 @@ def json_line(row: Row, args: argparse.Namespace, machine: dict[str, str],
         "scenario": o.scenario,
         "build": row.build,
         "build_commit": commits.get(row.build),
+        "repeat": row.repeat,
+        "repeats": row.repeats,
         "baseline_commit": commits.get(BASELINE),
         "current_commit": commits.get(CURRENT),
         "concurrency": o.concurrency,
@@ -439,6 +484,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="also measure this git revision (commit, tag, branch), built once "
                              "into .bench-cache/<commit>/, alternately with the working tree, "
                              "and print both with their ratios")
+    parser.add_argument("--repeat", type=_positive(int), default=1, metavar="N",
+                        help="run everything N times, on fresh servers and databases each time, "
+                             "and print the medians, their spread and (with --baseline) the "
+                             "median of the per-pair ratios (default 1; 5 for a verdict)")
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = 3.0 if args.quick else 10.0
@@ -468,8 +517,9 @@ async def amain(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="tocsin-bench-") as tmp:
         workdir = Path(tmp)
-        for backend in backends:
-            rows += await bench_backend(backend, args, workdir, builds)
+        for repeat in range(1, args.repeat + 1):
+            for backend in backends:
+                rows += await bench_backend(backend, args, workdir, builds, repeat)
 
     if args.json is not None:
         with args.json.open("a") as handle:
@@ -482,6 +532,8 @@ async def amain(args: argparse.Namespace) -> int:
           f"PostgreSQL {machine['postgresql']}; {machine['date']}; commit {machine['commit']}")
     if compare:
         print(builds_line(builds))
+    if args.repeat > 1:
+        print(repeat_line(args.repeat, compare))
     print(f"Load: {args.concurrency} connections, {args.users} users round-robin, batches of "
           f"{args.batch_size}; {args.warmup:g} s warm-up + {args.seconds:g} s measured per "
           "scenario. CPU columns: % of one core over the measured window (200 % = both cores); "
@@ -490,8 +542,31 @@ async def amain(args: argparse.Namespace) -> int:
     print()
     print(markdown_table(rows, compare=compare))
 
-    problems = [
-        f"{row.title}: errors {_errors(row.outcome)}"
+    disturbed = [row for row in rows if row.outcome.cpu.other > OTHER_CPU_WARNING]
+    if disturbed:
+        print(f"\nwarning: other processes used more than {OTHER_CPU_WARNING:.0f} % of a core "
+              "during " + ", ".join(f"{r.title} "
+                                     f"({r.outcome.cpu.other:.0f} %)" for r in disturbed)
+              + ": those figures are disturbed; run again on a quiet machine.", file=sys.stderr)
+    skewed = uneven(rows, key=lambda r: (r.backend, r.outcome.scenario, r.repeat),
+                    is_baseline=lambda r: r.build == BASELINE, other=lambda r: r.outcome.cpu.other,
+                    limit=OTHER_CPU_WARNING)
+    if skewed:
+        print(f"\nwarning: the rest of the machine used more than {OTHER_CPU_WARNING:.0f} % of a "
+              "core more during one build's window than during the other's, for "
+              + ", ".join(f"{b.backend} {b.outcome.scenario}"
+                          f"{f' run {b.repeat}' if b.repeats > 1 else ''} "
+                          f"({b.outcome.cpu.other:.0f} % baseline, {c.outcome.cpu.other:.0f} % "
+                          "current)" for b, c in skewed)
+              + ": those ratios measure that as much as the code; run again.", file=sys.stderr)
+    return report_problems("BENCHMARK PROBLEMS — the figures above are not valid",
+                           problems(rows))
+
+
+def problems(rows: Sequence[Row]) -> list[str]:
+    """What makes the figures invalid, run by run (whichever of --repeat's runs it is in)."""
+    return [
+        f"{row.title}: errors {_errors(row.outcome.errors)}"
         for row in rows if row.outcome.errors
     ] + [
         f"{row.title}: {row.stored_detail}"
@@ -500,28 +575,24 @@ async def amain(args: argparse.Namespace) -> int:
         f"{row.title}: stopped by the request cap"
         for row in rows if row.outcome.stopped_by_cap
     ]
-    disturbed = [row for row in rows if row.outcome.cpu.other > OTHER_CPU_WARNING]
-    if disturbed:
-        print(f"\nwarning: other processes used more than {OTHER_CPU_WARNING:.0f} % of a core "
-              "during " + ", ".join(f"{r.title} "
-                                     f"({r.outcome.cpu.other:.0f} %)" for r in disturbed)
-              + ": those figures are disturbed; run again on a quiet machine.", file=sys.stderr)
-    skewed = uneven(rows, key=lambda r: (r.backend, r.outcome.scenario),
-                    is_baseline=lambda r: r.build == BASELINE, other=lambda r: r.outcome.cpu.other,
-                    limit=OTHER_CPU_WARNING)
-    if skewed:
-        print(f"\nwarning: the rest of the machine used more than {OTHER_CPU_WARNING:.0f} % of a "
-              "core more during one build's window than during the other's, for "
-              + ", ".join(f"{b.backend} {b.outcome.scenario} ({b.outcome.cpu.other:.0f} % "
-                          f"baseline, {c.outcome.cpu.other:.0f} % current)" for b, c in skewed)
-              + ": those ratios measure that as much as the code; run again.", file=sys.stderr)
-    return report_problems("BENCHMARK PROBLEMS — the figures above are not valid", problems)
 
 
 def builds_line(builds: Sequence[Build]) -> str:
     return ("Builds: " + "; ".join(build.describe() for build in builds)
             + ". Each scenario ran on both, alternately (ABBA), each build on a server and a "
             "database of its own; ratios are current / baseline.")
+
+
+def repeat_line(repeats: int, compare: bool) -> str:
+    """What the rows mean when every scenario ran `repeats` times."""
+    line = (f"Repeated: everything ran {repeats} times, each time on fresh servers and databases"
+            + (", each scenario's builds taking turns going first" if compare else "")
+            + f"; a row gives the median of each figure over its {repeats} runs (errors: their "
+            f"total) and {SPREAD} their spread")
+    if compare:
+        line += (f"; a ratio row, the median of the {repeats} ratios of a baseline run to the "
+                 "current run beside it, with their min-max for req/s, p99 and CPU per 1,000")
+    return line + "."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
