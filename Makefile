@@ -4,8 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # make bench BASELINE=<git revision>: both benchmarks also measure that revision, side by side
+# make bench REPEAT=<n>: both benchmarks run everything n times and print medians (5 for a verdict)
 BASELINE ?=
-BENCH_ARGS := $(if $(BASELINE), --baseline '$(BASELINE)')
+REPEAT ?=
+BENCH_ARGS := $(if $(BASELINE), --baseline '$(BASELINE)')$(if $(REPEAT), --repeat '$(REPEAT)')
 
 .PHONY: run test lint bench install clean
 
