@@ -121,15 +121,20 @@ async def leases_of(store: SqlStore, pid: int) -> set[uuid.UUID]:
 async def kill_while_holding_leases(store: SqlStore, worker: WorkerProcess) -> set[uuid.UUID]:
     """SIGKILL the worker at a moment it holds leases; returns what it held.
 
-    The worker is frozen (SIGSTOP) while its leases are read, so what it holds cannot change
-    between the read and the kill; between batches it may hold none, so it is let go and tried
-    again."""
+    The worker is frozen (SIGSTOP) while its leases are read, so it sends nothing more; between
+    batches it may hold few or none, so it is let go and tried again. A statement it sent just before
+    it froze (the UPDATE that marks a batch done) still commits on the server, so what it held
+    is read again once the kill has closed its connections: far inside the lease, so nothing
+    has taken a delivery over yet."""
     for _ in range(200):
         os.kill(worker.pid, signal.SIGSTOP)
-        held = await leases_of(store, worker.pid)
-        if held:
+        seen = await leases_of(store, worker.pid)
+        if len(seen) >= BATCH // 5:  # a batch under way, not the last job of one
             os.kill(worker.pid, signal.SIGKILL)
             assert await exit_code(worker) == -signal.SIGKILL
+            await asyncio.sleep(LEASE_SECONDS / 6)
+            held = seen & await leases_of(store, worker.pid)
+            assert held, "every delivery the worker held was finished by a statement in flight"
             return held
         os.kill(worker.pid, signal.SIGCONT)
         await asyncio.sleep(0.01)
