@@ -98,6 +98,16 @@ notifications = sa.Table(
     # per channel, as the publisher was told.
     sa.Column("status", sa.String(16), nullable=False, server_default="created"),
     sa.Column("decisions", Json),
+    # A grouped item: its key, how many notifications it stands for, the distinct actors
+    # (newest first), and when its window closes (measured from its first notification).
+    sa.Column("group_key", sa.String(255)),
+    sa.Column("group_count", sa.Integer()),
+    sa.Column("group_actors", Json),
+    sa.Column("group_until", UtcDateTime()),
+    # When a grouped item last changed; None for one never updated.
+    sa.Column("updated_at", UtcDateTime()),
+    # A scheduled notification is released then (status `scheduled` until it is).
+    sa.Column("send_at", UtcDateTime()),
     sa.UniqueConstraint("user_id", "seq"),
     sa.Index(
         "ix_notifications_unread",
@@ -107,6 +117,12 @@ notifications = sa.Table(
         sqlite_where=sa.text("read = 0"),
     ),
     sa.Index("ix_notifications_user_id_type_seq", "user_id", "type", "seq"),
+    sa.Index("ix_notifications_group", "user_id", "type", "group_key",
+             postgresql_where=sa.text("group_key IS NOT NULL"),
+             sqlite_where=sa.text("group_key IS NOT NULL")),
+    sa.Index("ix_notifications_expires_at", "expires_at",
+             postgresql_where=sa.text("expires_at IS NOT NULL"),
+             sqlite_where=sa.text("expires_at IS NOT NULL")),
 )
 
 idempotency_keys = sa.Table(
@@ -216,4 +232,40 @@ analytics_events = sa.Table(
     _created(),
     sa.Index("ix_analytics_events_type_created_at", "type", "created_at"),
     sa.Index("ix_analytics_events_created_at", "created_at"),
+)
+
+# Topics: named audiences a publisher notifies at once.
+topics = sa.Table(
+    "topics",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    # Users may subscribe and unsubscribe themselves (POST/DELETE /v1/me/topics/{topic}).
+    sa.Column("self_subscribe", sa.Boolean(), nullable=False, server_default=sa.false()),
+    _created(),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+topic_subscribers = sa.Table(
+    "topic_subscribers",
+    metadata,
+    sa.Column("topic", sa.String(128), primary_key=True),
+    sa.Column("user_id", UserId, primary_key=True),
+    _created(),
+)
+
+# A publish to a topic: recorded first (the 202), expanded by the worker in batches.
+fanouts = sa.Table(
+    "fanouts",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("topic", sa.String(128), nullable=False),
+    sa.Column("publisher", sa.String(64), nullable=False),
+    sa.Column("request", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running | done
+    sa.Column("recipients", sa.Integer(), nullable=False),
+    sa.Column("processed", sa.Integer(), nullable=False, server_default="0"),
+    # The last subscriber expanded (in user-id order): where a resumed expansion goes on.
+    sa.Column("cursor", UserId),
+    _created(),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
