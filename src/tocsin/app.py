@@ -74,8 +74,8 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
         await services.realtime.start()
         purger = asyncio.create_task(_purge_forever(the_store, clock))
         stop = asyncio.Event()
-        worker = services.worker
-        working = asyncio.create_task(worker.run(stop)) if worker is not None else None
+        working = (asyncio.create_task(services.worker.run(stop))
+                   if settings.worker_in_process else None)
         try:
             yield
         finally:

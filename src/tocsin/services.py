@@ -32,7 +32,8 @@ class Services:
     jobs: Jobs
     channels: dict[str, Channel]
     catalog: TypeCatalog
-    worker: Worker | None
+    #: The jobs worker; it runs inside the server when `worker_in_process` is set.
+    worker: Worker
 
 
 def services_of(app: Any) -> Services:

@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     )
     ws_max_frame_bytes: int = Field(default=4096, ge=256, le=1024 * 1024)
 
+    sweep_seconds: float = Field(
+        default=60.0, ge=1, le=3600,
+        description="How often the worker takes expired notifications out of the inbox")
+    retention_days: int = Field(
+        default=90, ge=1, le=36500,
+        description="Read notifications, and those out of the inbox (expired, cancelled, "
+        "suppressed), are deleted this many days after they were created")
     types: dict[str, TypeDefinition] = Field(
         default_factory=dict,
         description="Notification types, `[types.<name>]` tables in tocsin.toml (or JSON in "

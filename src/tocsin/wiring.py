@@ -3,6 +3,8 @@ announcers in their order. The one module that knows how the pieces fit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tocsin.auth.keys import KeyVerifier
 from tocsin.auth.secrets_file import resolve_jwt_secret
 from tocsin.auth.tokens import TokenAuthority
@@ -17,7 +19,7 @@ from tocsin.clock import Clock
 from tocsin.domain.drafts import LIVE_CHANNEL
 from tocsin.jobs.base import Jobs
 from tocsin.jobs.sql import SqlJobs
-from tocsin.jobs.worker import RetryPolicy, Worker
+from tocsin.jobs.worker import JobHandler, RetryPolicy, Worker
 from tocsin.pipeline.announcers import WorkerWake
 from tocsin.pipeline.base import PublishAnnouncer, Stage
 from tocsin.pipeline.pipeline import PublishPipeline
@@ -25,10 +27,13 @@ from tocsin.pipeline.quiet_hours import QuietHoursStage
 from tocsin.pipeline.reads import Reads
 from tocsin.pipeline.recipients import Recipients
 from tocsin.pipeline.routing import Routing
+from tocsin.pipeline.scheduling import Scheduling
 from tocsin.pipeline.texts import Texts
 from tocsin.pipeline.validation import Validation
 from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.node import Realtime
+from tocsin.scheduling.release import ReleaseHandler
+from tocsin.scheduling.sweep import Sweeper
 from tocsin.services import Services
 from tocsin.settings import Settings
 from tocsin.store.base import Store
@@ -54,9 +59,17 @@ def build_jobs(store: SqlStore) -> Jobs:
 
 
 def build_worker(settings: Settings, store: Store, jobs: Jobs, channels: dict[str, Channel],
-                 clock: Clock) -> Worker:
+                 clock: Clock, bus: Bus, announcers: Sequence[PublishAnnouncer]) -> Worker:
+    """The worker and every job kind it runs: deliveries, releases of scheduled
+    notifications (announced like publishes), the periodic sweep."""
+    handlers: list[JobHandler] = [
+        DeliveryHandler(store, channels),
+        ReleaseHandler(store, clock, announcers),
+        Sweeper(store, jobs, bus, clock, every_seconds=settings.sweep_seconds,
+                retention_days=settings.retention_days),
+    ]
     return Worker(
-        jobs, [DeliveryHandler(store, channels)], clock,
+        jobs, handlers, clock,
         lease_seconds=settings.outbox_lease_seconds, batch=settings.outbox_batch,
         retry=RetryPolicy(max_attempts=settings.outbox_max_attempts,
                           base_seconds=settings.outbox_backoff_base_seconds,
@@ -73,12 +86,11 @@ def build_catalog(settings: Settings, store: Store, bus: Bus, clock: Clock) -> T
 def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) -> Services:
     channels = registry.configured(settings)
     jobs = build_jobs(store)
-    worker = build_worker(settings, store, jobs, channels, clock)
-    run_worker = settings.worker_in_process and bool(channels)
     fanout = Fanout(bus)
+    worker = build_worker(settings, store, jobs, channels, clock, bus, [fanout])
     reads = Reads(store, clock, [fanout])
     announcers: list[PublishAnnouncer] = [fanout]
-    if run_worker:
+    if settings.worker_in_process:
         announcers.append(WorkerWake(worker.wake))
     catalog = build_catalog(settings, store, bus, clock)
     stages: list[Stage] = [
@@ -88,6 +100,7 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
         Texts(catalog, action_url_hosts=settings.action_url_hosts),
         Routing(outbound=channels),
         QuietHoursStage(),
+        Scheduling(),
     ]
     return Services(
         settings=settings,
@@ -103,5 +116,5 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
         jobs=jobs,
         channels=channels,
         catalog=catalog,
-        worker=worker if run_worker else None,
+        worker=worker,
     )

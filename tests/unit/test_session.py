@@ -120,6 +120,18 @@ def test_a_gap_that_does_not_fill_is_fetched_from_the_store() -> None:
     assert seqs(s.event(live(13))) == []
 
 
+def test_seqs_the_store_no_longer_has_are_skipped_not_awaited() -> None:
+    """A grouped item moved to a newer seq, an expired one left the inbox: the store's answer
+    has holes, and the session takes them as final instead of waiting for them again."""
+    s = session(since=3, gap_timeout=0.5)
+    assert Fetch(after=3, limit=6) in s.open(UnreadCount(0, 9))
+    actions = s.fetched([note(4), note(6), note(9)])
+    assert seqs(actions) == [4, 6, 9]
+    assert [a for a in s.tick(10.0) if isinstance(a, Fetch)] == []  # nothing awaited
+    assert seqs(s.event(live(10))) == [10]  # live goes on from the newest, no gap wait
+    assert seqs(s.event(live(9))) == []
+
+
 def test_duplicates_are_dropped() -> None:
     s = session()
     s.open(UnreadCount(0, 0))

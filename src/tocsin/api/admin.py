@@ -30,6 +30,5 @@ async def replay(delivery_id: str, svc: ServicesDep, who: PublisherDep) -> Orjso
     except ValueError:
         raise NotFound("no dead letter with this id") from None
     replayed = await svc.jobs.replay(parsed, svc.clock.now())
-    if svc.worker is not None:
-        svc.worker.wake()
+    svc.worker.wake()
     return OrjsonResponse(replayed.to_json(), status_code=202)

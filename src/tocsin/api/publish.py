@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Response
 
 from tocsin.api.deps import PublisherDep, ServicesDep
 from tocsin.api.openapi import AUTHENTICATED, WITH_BODY, errors
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.schemas import PublishBody, PublishResponse
+from tocsin.domain.errors import NotFound
 from tocsin.pipeline.base import PublishRequest
 
 router = APIRouter(tags=["publisher"])
@@ -34,7 +36,7 @@ async def publish(body: PublishBody, svc: ServicesDep, who: PublisherDep,
     request = PublishRequest(
         user_ids=body.audience, type=body.type, data=body.data, title=body.title,
         message=body.message, action_url=body.action_url, channels=body.channels,
-        priority=body.priority, expires_at=body.expires_at,
+        priority=body.priority, expires_at=body.expires_at, send_at=body.send_at,
     )
     outcome = await svc.pipeline.publish(
         request, publisher=who.id, idempotency_key=idempotency_key,
@@ -43,3 +45,21 @@ async def publish(body: PublishBody, svc: ServicesDep, who: PublisherDep,
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return OrjsonResponse({"notifications": outcome.notifications}, status_code=202,
                           headers=headers)
+
+
+@router.delete(
+    "/v1/notifications/{notification_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Cancel a scheduled notification",
+    responses=errors(*AUTHENTICATED, 404, 409),
+)
+async def cancel(notification_id: str, svc: ServicesDep, who: PublisherDep) -> Response:
+    """Only before its `send_at`: once released it is 409 (`conflict`); another publisher's,
+    or an unknown id, is 404. Cancelling twice is fine."""
+    try:
+        the_id = uuid.UUID(notification_id)
+    except ValueError:
+        raise NotFound("no such notification") from None
+    await svc.store.cancel_scheduled(who.id, the_id, svc.clock.now())
+    return Response(status_code=204)

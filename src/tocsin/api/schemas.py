@@ -138,6 +138,10 @@ class PublishBody(_Body):
         "off.")
     priority: Literal["low", "normal", "high"] = "normal"
     expires_at: Annotated[datetime, AfterValidator(_aware)] | None = None
+    send_at: Annotated[datetime, AfterValidator(_aware)] | None = Field(
+        default=None, description="Deliver then, not now: until then the notification is "
+        "scheduled (not listed, not counted, no seq) and can be cancelled with "
+        "DELETE /v1/notifications/{id}")
 
     @model_validator(mode="after")
     def _one_audience(self) -> PublishBody:
@@ -157,7 +161,7 @@ class Receipt(BaseModel):
     user_id: str
     seq: int | None = Field(description="None when the notification is not in the user's "
                             "inbox (status suppressed)")
-    status: Literal["created", "suppressed"]
+    status: Literal["created", "suppressed", "scheduled", "grouped"]
     channels: dict[str, str] = Field(
         description="Per channel, what was decided: delivered, queued, held:quiet_hours, "
         "suppressed:<preference|category|muted>, skipped:<no_address|unavailable>",

@@ -80,6 +80,7 @@ class NotificationDraft:
     action_url: str | None = None
     priority: Priority = "normal"
     expires_at: datetime | None = None
+    send_at: datetime | None = None
     status: Status = "created"
     channels: dict[str, ChannelDecision] = field(default_factory=dict)
     group_key: str | None = None

@@ -57,6 +57,13 @@ class IdempotencyInFlight(TocsinError):
     code = "idempotency_key_in_flight"
 
 
+class Conflict(TocsinError):
+    """The resource is not in a state that allows this (a notification already released)."""
+
+    status = 409
+    code = "conflict"
+
+
 class StoreUnavailable(TocsinError):
     """The database cannot be reached; nothing was committed."""
 

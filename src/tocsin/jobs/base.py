@@ -20,6 +20,11 @@ from tocsin.domain.models import iso
 #: due (a delivery held back by quiet hours is not sent for what the user has already seen).
 SKIP_IF_READ = "skip_if_read"
 
+#: The kind of the job that releases a scheduled notification at its `send_at`.
+RELEASE = "release"
+#: The kind of the periodic job that hides expired notifications and purges old ones.
+SWEEP = "sweep"
+
 #: The kind of an outbound delivery: a notification on one channel.
 DELIVERY = "delivery"
 

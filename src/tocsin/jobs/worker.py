@@ -102,6 +102,7 @@ class Worker:
         # test on a frozen clock renews often in real time while it moves the clock by leases.
         self._renew = renew_seconds if renew_seconds is not None else lease_seconds / 3
         self._wake = asyncio.Event()
+        self._started = False
         self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
 
     @property
@@ -135,8 +136,20 @@ class Worker:
                     for waiter in waits:
                         waiter.cancel()
 
+    async def _start_handlers(self) -> None:
+        """Once per worker, before its first claim: handlers that queue their own recurring
+        jobs (`start()`, e.g. the sweep) do so. A database outage raises, as a claim would,
+        and the next round tries again."""
+        for handler in self._handlers.values():
+            start = getattr(handler, "start", None)
+            if start is not None:
+                await start()
+        self._started = True
+
     async def run_once(self) -> int:
         """Claim one batch and work it; returns how many jobs were claimed."""
+        if not self._started:
+            await self._start_handlers()
         claimed = await self._jobs.claim(self.kinds, self.owner, self._clock.now(), self._lease,
                                          self._batch)
         if not claimed:

@@ -40,6 +40,7 @@ class PublishRequest:
     channels: Sequence[str] | None = None
     priority: Priority = "normal"
     expires_at: datetime | None = None
+    send_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -54,6 +55,11 @@ class Publish:
     drafts: list[NotificationDraft]
     kind: NotificationType | None = None
     recipients: dict[str, Recipient] = field(default_factory=dict)
+
+    @property
+    def sends_at(self) -> datetime:
+        """When the notification goes out: now, or its `send_at`."""
+        return self.request.send_at or self.now
 
 
 class Stage(Protocol):

@@ -65,5 +65,5 @@ def _draft(request: PublishRequest, user_id: str) -> NotificationDraft:
     return NotificationDraft(
         user_id=user_id, type=request.type, data=request.data, title=request.title,
         message=request.message, action_url=request.action_url, priority=request.priority,
-        expires_at=request.expires_at,
+        expires_at=request.expires_at, send_at=request.send_at,
     )

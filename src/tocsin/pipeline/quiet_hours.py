@@ -24,7 +24,7 @@ class QuietHoursStage:
             if window is None or (draft.status == "suppressed" and not any(
                     decision.enqueues for decision in draft.channels.values())):
                 continue
-            until = window.quiet_until(publish.now)
+            until = window.quiet_until(publish.sends_at)  # quiet when it goes out
             if until is None:
                 continue
             draft.quiet = True

@@ -35,3 +35,9 @@ class Validation:
             )
         if request.expires_at is not None and request.expires_at <= publish.now:
             raise InvalidInput("expires_at is in the past", details={"field": "expires_at"})
+        if request.send_at is not None:
+            if request.send_at <= publish.now:
+                raise InvalidInput("send_at is not in the future", details={"field": "send_at"})
+            if request.expires_at is not None and request.expires_at <= request.send_at:
+                raise InvalidInput("expires_at is not after send_at: the notification would "
+                                   "expire before it is sent", details={"field": "expires_at"})

@@ -205,7 +205,9 @@ class Session:
             return []
         actions: list[Action] = []
         for item in notifications:
-            if item.seq == self.last + 1:
+            # The store is the truth: a seq it does not return is gone for good (a grouped
+            # item moved to a newer seq, an expired or purged notification), not late.
+            if item.seq is not None and item.seq > self.last:
                 self.last = item.seq
                 actions.append(Send(notification_event(item)))
         if unread is not None:

@@ -145,3 +145,24 @@ class Store(Protocol):
     async def put_type_row(self, name: str, definition: dict[str, Any] | None, now: datetime
                            ) -> None:
         """Define, replace or (None) remove a type."""
+
+    # -- scheduling, expiry, retention ---------------------------------------------------------
+
+    async def release_scheduled(self, notification_id: uuid.UUID, now: datetime
+                                ) -> PublishOutcome | None:
+        """Give a scheduled notification its seq and put it in the inbox, once; None when it
+        is not scheduled (released already, or cancelled)."""
+
+    async def cancel_scheduled(self, publisher: str, notification_id: uuid.UUID,
+                               now: datetime) -> None:
+        """Cancel a scheduled notification and its pending jobs (idempotent); `NotFound` if
+        it is not this publisher's, `Conflict` once released."""
+
+    async def expire_notifications(self, now: datetime, limit: int = 1000
+                                   ) -> tuple[int, dict[str, UnreadCount]]:
+        """Take up to `limit` expired notifications out of the inbox, their unread ones off
+        the counters in the same transaction; how many, and the changed counts by user."""
+
+    async def purge_notifications(self, before: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` read or out-of-inbox notifications (and finished jobs) older
+        than `before`."""

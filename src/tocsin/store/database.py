@@ -50,6 +50,10 @@ class SqlDatabase:
         # SQLite has one writer; queueing here keeps this process's writers off the busy loop.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
+    def for_update(self, select: Any) -> Any:
+        """`select … FOR UPDATE` on PostgreSQL; SQLite's writes are serial already."""
+        return select.with_for_update() if self.is_postgres else select
+
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads: each statement its own round trip, no transaction."""

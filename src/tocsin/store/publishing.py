@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tocsin.domain.drafts import NotificationDraft, PublishBatch, Published, PublishOutcome
 from tocsin.domain.models import Notification, UnreadCount
-from tocsin.jobs.base import DELIVERY, SKIP_IF_READ, JobDraft
+from tocsin.jobs.base import DELIVERY, RELEASE, SKIP_IF_READ, JobDraft
 from tocsin.jobs.sql import insert_jobs
 from tocsin.store.database import SqlDatabase
 from tocsin.store.idempotency import IdempotencyKeys
@@ -27,23 +28,29 @@ from tocsin.store.mapping import notification_values
 from tocsin.store.schema import notifications, users
 
 
+def bump_users(db: SqlDatabase) -> Any:
+    """The statement that gives each user (parameters `id`, `now`) their next seq and one more
+    unread: created on a user's first notification, under the row's lock on PostgreSQL."""
+    upsert = db.insert(users).values(
+        id=sa.bindparam("id"), unread_count=1, last_seq=1, count_version=1,
+        created_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
+    # One cached statement, executed with one parameter set per user: SQLAlchemy compiles it
+    # once per process (rows written into the statement itself would be compiled every time,
+    # which the profile showed costing more than the database's own work).
+    return upsert.on_conflict_do_update(
+        index_elements=["id"],
+        set_={"last_seq": users.c.last_seq + 1, "unread_count": users.c.unread_count + 1,
+              "count_version": users.c.count_version + 1,
+              "updated_at": upsert.excluded.updated_at},
+    ).returning(users.c.id, users.c.last_seq, users.c.unread_count, users.c.count_version,
+                sort_by_parameter_order=True)
+
+
 class Publishing:
     def __init__(self, db: SqlDatabase, idempotency: IdempotencyKeys) -> None:
         self._db = db
         self._idempotency = idempotency
-        upsert = db.insert(users).values(
-            id=sa.bindparam("id"), unread_count=1, last_seq=1, count_version=1,
-            created_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
-        # One cached statement, executed with one parameter set per user: SQLAlchemy compiles
-        # it once per process (rows written into the statement itself would be compiled every
-        # time, which the profile showed costing more than the database's own work).
-        self._bump_users = upsert.on_conflict_do_update(
-            index_elements=["id"],
-            set_={"last_seq": users.c.last_seq + 1, "unread_count": users.c.unread_count + 1,
-                  "count_version": users.c.count_version + 1,
-                  "updated_at": upsert.excluded.updated_at},
-        ).returning(users.c.id, users.c.last_seq, users.c.unread_count, users.c.count_version,
-                    sort_by_parameter_order=True)
+        self._bump_users = bump_users(db)
         self._ensure_users = db.insert(users).values(
             id=sa.bindparam("id"), created_at=sa.bindparam("now"),
             updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["id"])
@@ -51,7 +58,7 @@ class Publishing:
     async def publish(self, batch: PublishBatch, now: datetime, ttl_seconds: int
                       ) -> PublishOutcome:
         for draft in batch.drafts:
-            if draft.status not in ("created", "suppressed"):
+            if draft.status not in ("created", "suppressed", "scheduled"):
                 raise ValueError(f"the store has no way yet to commit a {draft.status!r} draft")
 
         async def work(conn: AsyncConnection) -> PublishOutcome:
@@ -60,8 +67,9 @@ class Publishing:
                 if earlier is not None:
                     return PublishOutcome(notifications=earlier, replayed=True)
             rows, unread = await self._insert(conn, batch, now)
-            queued = await insert_jobs(self._db, conn, _deliveries(batch.drafts, rows, now),
-                                       now)
+            queued = await insert_jobs(
+                self._db, conn, [*_deliveries(batch.drafts, rows, now),
+                                 *_releases(batch.drafts, rows)], now)
             response = [
                 Published(id=item.id, user_id=item.user_id, seq=item.seq, status=draft.status,
                           channels=draft.receipt_channels()).to_json()
@@ -97,7 +105,7 @@ class Publishing:
         await conn.execute(notifications.insert(), [
             notification_values(item, idempotency_key=batch.idempotency_key,
                                 publisher=batch.publisher, status=draft.status,
-                                decisions=draft.receipt_channels())
+                                decisions=draft.receipt_channels(), send_at=draft.send_at)
             for draft, item in zip(batch.drafts, rows, strict=True)])
         return rows, unread
 
@@ -122,4 +130,14 @@ def _deliveries(drafts: list[NotificationDraft], stored: list[Notification], now
                  payload={SKIP_IF_READ: True} if decision.is_held else {})
         for draft, item in zip(drafts, stored, strict=True)
         for name, decision in sorted(draft.channels.items()) if decision.enqueues
+    ]
+
+
+def _releases(drafts: list[NotificationDraft], stored: list[Notification]) -> list[JobDraft]:
+    """One release job per scheduled notification, due at its `send_at`."""
+    return [
+        JobDraft(kind=RELEASE, due_at=draft.send_at, notification_id=item.id,
+                 user_id=item.user_id, key=f"release:{item.id}")
+        for draft, item in zip(drafts, stored, strict=True)
+        if draft.status == "scheduled" and draft.send_at is not None
     ]

@@ -26,12 +26,14 @@ from tocsin.domain.models import (
 from tocsin.domain.preferences import Recipient, UserPreferences
 from tocsin.domain.quiet_hours import QuietHours
 from tocsin.store.database import SqlDatabase
+from tocsin.store.expiry import Expiry
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.inbox import Inbox
 from tocsin.store.keys import ApiKeys
 from tocsin.store.preferences import Preferences
 from tocsin.store.publishing import Publishing
 from tocsin.store.read_state import ReadState
+from tocsin.store.schedule import Schedule
 from tocsin.store.types import TypeRows
 from tocsin.store.users import Profiles
 
@@ -49,6 +51,8 @@ class SqlStore:
         self._keys = ApiKeys(self.db)
         self._preferences = Preferences(self.db)
         self._types = TypeRows(self.db)
+        self._schedule = Schedule(self.db)
+        self._expiry = Expiry(self.db)
 
     @property
     def url(self) -> str:
@@ -154,3 +158,20 @@ class SqlStore:
     async def put_type_row(self, name: str, definition: dict[str, Any] | None, now: datetime
                            ) -> None:
         await self._types.put(name, definition, now)
+
+    # -- scheduling, expiry, retention ---------------------------------------------------------
+
+    async def release_scheduled(self, notification_id: uuid.UUID, now: datetime
+                                ) -> PublishOutcome | None:
+        return await self._schedule.release(notification_id, now)
+
+    async def cancel_scheduled(self, publisher: str, notification_id: uuid.UUID,
+                               now: datetime) -> None:
+        await self._schedule.cancel(publisher, notification_id, now)
+
+    async def expire_notifications(self, now: datetime, limit: int = 1000
+                                   ) -> tuple[int, dict[str, UnreadCount]]:
+        return await self._expiry.expire(now, limit)
+
+    async def purge_notifications(self, before: datetime, limit: int = 1000) -> int:
+        return await self._expiry.purge(before, limit)

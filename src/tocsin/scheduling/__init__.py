@@ -1,0 +1,1 @@
+"""Work the worker does on time: releasing scheduled notifications, the periodic sweep."""
