@@ -37,6 +37,30 @@ async function refusesThisOrigin(server) {
   return true;
 }
 
+// A refused request: `status`, and the server's error `code` and `message` when it sent one
+// (every error body is `{"error": {"code", "message"}}`).
+export class TocsinApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = "TocsinApiError";
+    this.status = status;
+    this.code = code;
+  }
+
+  static async from(path, response) {
+    let code = "error";
+    let message = `${path}: HTTP ${response.status}`;
+    try {
+      const body = await response.json();
+      if (body && body.error) {
+        if (body.error.code) code = String(body.error.code);
+        if (body.error.message) message = String(body.error.message);
+      }
+    } catch (error) { /* no JSON body: the status says it all */ }
+    return new TocsinApiError(response.status, code, message);
+  }
+}
+
 export class TocsinClient extends EventTarget {
   constructor({ server = "", token, getToken = null, transport = "auto" } = {}) {
     super();
@@ -73,7 +97,8 @@ export class TocsinClient extends EventTarget {
       this.token = await this.getToken(); // once: a server refusing fresh tokens is not retried
       return this._api(path, options, true);
     }
-    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+    if (!response.ok) throw await TocsinApiError.from(path, response);
+    if (response.status === 204) return null;
     return response.json();
   }
 
@@ -135,6 +160,34 @@ export class TocsinClient extends EventTarget {
 
   _applyReadAll(seq) {
     for (const item of this.items.values()) if (item.seq <= seq) item.read = true;
+  }
+
+  // -- preferences ----------------------------------------------------------------------------
+
+  preferences() {
+    return this._api("/v1/me/preferences");
+  }
+
+  // `change` is `{"enabled": bool}` or `{"channels": {name: bool}}`; resolves to the type's entry.
+  setPreference(type, change) {
+    return this._api(`/v1/me/preferences/${encodeURIComponent(type)}`,
+      { method: "PUT", body: JSON.stringify(change) });
+  }
+
+  resetPreference(type) {
+    return this._api(`/v1/me/preferences/${encodeURIComponent(type)}`, { method: "DELETE" });
+  }
+
+  setMuted(muted) {
+    return this._api("/v1/me/preferences", { method: "PUT", body: JSON.stringify({ muted }) });
+  }
+
+  setQuietHours(window) {
+    return this._api("/v1/me/quiet-hours", { method: "PUT", body: JSON.stringify(window) });
+  }
+
+  clearQuietHours() {
+    return this._api("/v1/me/quiet-hours", { method: "DELETE" });
   }
 
   // -- the stream -----------------------------------------------------------------------------
