@@ -417,6 +417,7 @@ const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const DAY_NAMES = { mon: "Monday", tue: "Tuesday", wed: "Wednesday", thu: "Thursday",
                     fri: "Friday", sat: "Saturday", sun: "Sunday" };
 const LOCKED = "Always on: critical";
+const ENABLED = 'input[data-control="enabled"]';
 const GEAR = "M19.4 13a7.5 7.5 0 0 0 0-2l2.1-1.6-2-3.5-2.5 1a7.6 7.6 0 0 0-1.7-1L15 3.3h-4l-.4 2.6" +
   "a7.6 7.6 0 0 0-1.7 1l-2.5-1-2 3.5L6.6 11a7.5 7.5 0 0 0 0 2l-2.1 1.6 2 3.5 2.5-1a7.6 7.6 0 0 0 " +
   "1.7 1l.4 2.6h4l.4-2.6a7.6 7.6 0 0 0 1.7-1l2.5 1 2-3.5zM13 15.5a3.5 3.5 0 1 1 0-7 3.5 3.5 0 0 1 " +
@@ -646,7 +647,7 @@ export class TocsinBell extends HTMLElement {
     const controls = el("div", { className: "controls" });
     const enabled = el("input", { type: "checkbox", role: "switch", checked: Boolean(entry.enabled),
                                   disabled: locked, "data-control": "enabled" });
-    enabled.addEventListener("change", () => this._changeType(entry.type,
+    enabled.addEventListener("change", () => this._changeType(entry.type, ENABLED,
       () => this.client.setPreference(entry.type, { enabled: enabled.checked })));
     controls.append(el("label", {}, enabled, "On"));
     for (const channel of CHANNELS) {
@@ -654,13 +655,13 @@ export class TocsinBell extends HTMLElement {
       const box = el("input", { type: "checkbox", checked: on, disabled: locked,
                                 "data-channel": channel });
       box.addEventListener("change", () => this._changeType(entry.type,
-        () => this.client.setPreference(entry.type, { channels: { [channel]: box.checked } })));
+        `input[data-channel="${channel}"]`, () => this.client.setPreference(entry.type, { channels: { [channel]: box.checked } })));
       controls.append(el("label", {}, box, CHANNEL_LABELS[channel] || channel));
     }
     if (entry.customized && !locked) {
       const reset = el("button", { className: "reset", textContent: "Reset",
                                    "aria-label": `Reset ${label}` });
-      reset.addEventListener("click", () => this._changeType(entry.type,
+      reset.addEventListener("click", () => this._changeType(entry.type, ENABLED,
         () => this.client.resetPreference(entry.type)));
       controls.append(reset);
     }
@@ -669,10 +670,11 @@ export class TocsinBell extends HTMLElement {
   }
 
   // One change of a type's row: its controls wait for the answer; the row is drawn again from
-  // the entry the server returns, or, when it refuses, from the entry it had before.
-  async _changeType(type, request) {
+  // the entry the server returns, or, when it refuses, from the entry it had before. `focus`
+  // selects the control that keeps the keyboard focus in the new row.
+  async _changeType(type, focus, request) {
     const row = this._rows.get(type);
-    if (!row) return;
+    if (!row || !this.client) return;
     for (const control of row.querySelectorAll("input, button")) control.disabled = true;
     let entry = this._entries.get(type);
     try {
@@ -682,9 +684,12 @@ export class TocsinBell extends HTMLElement {
     } catch (error) {
       this._showError(error);
     }
+    if (this._rows.get(type) !== row) return; // the whole view was drawn again meanwhile
     const fresh = this._typeRow(entry);
-    if (this._rows.get(type) === row && row.isConnected) row.replaceWith(fresh);
+    row.replaceWith(fresh);
     this._rows.set(type, fresh);
+    const control = fresh.querySelector(focus);
+    if (control) control.focus();
   }
 
   async _changeMuted() {
