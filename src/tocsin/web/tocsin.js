@@ -418,6 +418,7 @@ const DAY_NAMES = { mon: "Monday", tue: "Tuesday", wed: "Wednesday", thu: "Thurs
                     fri: "Friday", sat: "Saturday", sun: "Sunday" };
 const LOCKED = "Always on: critical";
 const ENABLED = 'input[data-control="enabled"]';
+const MUTED = "Muted: turn off \"Mute all\" to change";
 const GEAR = "M19.4 13a7.5 7.5 0 0 0 0-2l2.1-1.6-2-3.5-2.5 1a7.6 7.6 0 0 0-1.7-1L15 3.3h-4l-.4 2.6" +
   "a7.6 7.6 0 0 0-1.7 1l-2.5-1-2 3.5L6.6 11a7.5 7.5 0 0 0 0 2l-2.1 1.6 2 3.5 2.5-1a7.6 7.6 0 0 0 " +
   "1.7 1l.4 2.6h4l.4-2.6a7.6 7.6 0 0 0 1.7-1l2.5 1 2-3.5zM13 15.5a3.5 3.5 0 1 1 0-7 3.5 3.5 0 0 1 " +
@@ -532,6 +533,7 @@ export class TocsinBell extends HTMLElement {
 
   // The preferences view: built once, empty; filled from the server each time it opens.
   _buildPreferences() {
+    this._muted = false;
     this._rows = new Map(); // type -> its row element
     this._entries = new Map(); // type -> the entry the server last gave for it
     const back = el("button", { className: "back", textContent: "‹ Back" });
@@ -620,7 +622,8 @@ export class TocsinBell extends HTMLElement {
   }
 
   _renderPreferences(document_) {
-    this._mute.checked = Boolean(document_.muted);
+    this._muted = Boolean(document_.muted);
+    this._mute.checked = this._muted;
     this._muteRow.hidden = false;
     this._types.classList.toggle("muted", Boolean(document_.muted));
     this._rows.clear();
@@ -645,8 +648,12 @@ export class TocsinBell extends HTMLElement {
     const name = el("div", { className: "name", textContent: label });
     if (locked) name.append(lockMark());
     const controls = el("div", { className: "controls" });
+    // Muted, every type but the critical ones is off whatever its own switch says (the server
+    // answers with the effective settings): the switch waits for "Mute all" to be turned off.
+    const muted = this._muted && !locked;
     const enabled = el("input", { type: "checkbox", role: "switch", checked: Boolean(entry.enabled),
-                                  disabled: locked, "data-control": "enabled" });
+                                  disabled: locked || muted, "data-control": "enabled",
+                                  title: muted ? MUTED : undefined });
     enabled.addEventListener("change", () => this._changeType(entry.type, ENABLED,
       () => this.client.setPreference(entry.type, { enabled: enabled.checked })));
     controls.append(el("label", {}, enabled, "On"));
