@@ -14,7 +14,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 
 from tocsin import __version__
-from tocsin.api import admin, demo, docs, errors, health, me, openapi, publish, tokens, users
+from tocsin.api import (
+    admin,
+    demo,
+    docs,
+    errors,
+    health,
+    me,
+    openapi,
+    preferences,
+    publish,
+    tokens,
+    types,
+    users,
+)
 from tocsin.api.body_limit import BodyLimit
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.static import PublicStaticFiles
@@ -102,8 +115,10 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
         )
     errors.install(app)
     openapi.install(app, settings)
-    for module in (publish, tokens, users, me, sse, ws, admin, health):
+    for module in (publish, tokens, users, me, sse, ws, admin, health, types):
         app.include_router(module.router)
+    app.include_router(preferences.me)
+    app.include_router(preferences.users)
     docs.install(app)
     app.mount("/static", PublicStaticFiles(packages=[("tocsin", "web")]), name="static")
     if settings.demo:

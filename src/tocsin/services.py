@@ -7,6 +7,7 @@ from typing import Any
 
 from tocsin.auth.keys import KeyVerifier
 from tocsin.auth.tokens import TokenAuthority
+from tocsin.catalog.catalog import TypeCatalog
 from tocsin.channels.base import Channel
 from tocsin.clock import Clock
 from tocsin.jobs.base import Jobs
@@ -30,6 +31,7 @@ class Services:
     realtime: Realtime
     jobs: Jobs
     channels: dict[str, Channel]
+    catalog: TypeCatalog
     worker: Worker | None
 
 

@@ -6,6 +6,7 @@ Every limit has a name and a default here, so an operator finds them all in one 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,7 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from tocsin.domain.errors import SettingsError
+from tocsin.catalog.definition import TYPE_NAME_MAX, TYPE_NAME_PATTERN, TypeDefinition
+from tocsin.domain.errors import SettingsError, TocsinError
 
 CommaList = Annotated[list[str], NoDecode]
 _HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -125,7 +127,35 @@ class Settings(BaseSettings):
     )
     ws_max_frame_bytes: int = Field(default=4096, ge=256, le=1024 * 1024)
 
-    @field_validator("api_keys", "allowed_origins", mode="before")
+    types: dict[str, TypeDefinition] = Field(
+        default_factory=dict,
+        description="Notification types, `[types.<name>]` tables in tocsin.toml (or JSON in "
+        "TOCSIN_TYPES); they change or add to the built-in ones, and the API wins over both",
+    )
+    action_url_hosts: CommaList = Field(
+        default_factory=list,
+        description="Hosts a type's action_url template may link to (paths starting with / "
+        "are always allowed)",
+    )
+    types_refresh_seconds: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="Longest a node keeps its copy of the types when a change signal is lost",
+    )
+
+    @field_validator("types")
+    @classmethod
+    def _types_compile(cls, types: dict[str, TypeDefinition]) -> dict[str, TypeDefinition]:
+        for name, definition in types.items():
+            if len(name) > TYPE_NAME_MAX or not re.match(TYPE_NAME_PATTERN, name):
+                raise ValueError(f"type name {name!r} must match {TYPE_NAME_PATTERN} "
+                                 f"(at most {TYPE_NAME_MAX} characters)")
+            try:
+                definition.to_type(name)
+            except TocsinError as exc:
+                raise ValueError(f"type {name!r}: {exc.message}") from None
+        return types
+
+    @field_validator("api_keys", "allowed_origins", "action_url_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -269,8 +299,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            # The setting's name as a variable; keys inside it (a type's name) as written.
+            head, *inner = [str(part) for part in error["loc"]] or ["settings"]
+            field = ".".join([f"TOCSIN_{head.upper()}", *inner])
             # "Value error, " is how pydantic prefixes what a validator raised: noise here.
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"TOCSIN_{field.upper()}: {message}")
+            problems.append(f"{field}: {message}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -79,6 +79,13 @@ def compile_template(source: str, field: str) -> Template:
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{field}: the template does not compile (line {exc.lineno}): "
                             f"{exc.message}", details={"field": field}) from None
+
+
+@lru_cache(maxsize=2048)
+def variables(source: str) -> frozenset[str]:
+    """The names a (compilable) template reads from its context: a rendering that reads no
+    per-recipient name can be shared by every recipient."""
+    return frozenset(meta.find_undeclared_variables(_ENV.parse(source)))
 
 
 def render(source: str, field: str, context: Mapping[str, Any]) -> str:

@@ -8,6 +8,8 @@ from tocsin.auth.secrets_file import resolve_jwt_secret
 from tocsin.auth.tokens import TokenAuthority
 from tocsin.bus.base import Bus
 from tocsin.bus.memory import MemoryBus
+from tocsin.catalog.builtin import builtin_types
+from tocsin.catalog.catalog import TypeCatalog
 from tocsin.channels import registry
 from tocsin.channels.base import Channel
 from tocsin.channels.delivery import DeliveryHandler
@@ -19,8 +21,11 @@ from tocsin.jobs.worker import RetryPolicy, Worker
 from tocsin.pipeline.announcers import WorkerWake
 from tocsin.pipeline.base import PublishAnnouncer, Stage
 from tocsin.pipeline.pipeline import PublishPipeline
+from tocsin.pipeline.quiet_hours import QuietHoursStage
 from tocsin.pipeline.reads import Reads
+from tocsin.pipeline.recipients import Recipients
 from tocsin.pipeline.routing import Routing
+from tocsin.pipeline.texts import Texts
 from tocsin.pipeline.validation import Validation
 from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.node import Realtime
@@ -59,6 +64,12 @@ def build_worker(settings: Settings, store: Store, jobs: Jobs, channels: dict[st
     )
 
 
+def build_catalog(settings: Settings, store: Store, bus: Bus, clock: Clock) -> TypeCatalog:
+    configured = {name: definition.to_type(name) for name, definition in settings.types.items()}
+    return TypeCatalog(store, bus, clock, builtin=builtin_types(), configured=configured,
+                       refresh_seconds=settings.types_refresh_seconds)
+
+
 def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) -> Services:
     channels = registry.configured(settings)
     jobs = build_jobs(store)
@@ -69,10 +80,14 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
     announcers: list[PublishAnnouncer] = [fanout]
     if run_worker:
         announcers.append(WorkerWake(worker.wake))
+    catalog = build_catalog(settings, store, bus, clock)
     stages: list[Stage] = [
         Validation(max_batch_users=settings.max_batch_users,
                    channels={LIVE_CHANNEL, *channels}),
-        Routing(),
+        Recipients(store),
+        Texts(catalog, action_url_hosts=settings.action_url_hosts),
+        Routing(outbound=channels),
+        QuietHoursStage(),
     ]
     return Services(
         settings=settings,
@@ -87,5 +102,6 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
         realtime=Realtime(bus, fanout, reads, store, clock, settings),
         jobs=jobs,
         channels=channels,
+        catalog=catalog,
         worker=worker if run_worker else None,
     )

@@ -115,3 +115,42 @@ async def test_events_of_one_node_arrive_in_publish_order_across_users(
     await received.wait_for(30)
     assert [(user, data) for user, _, _, data in received.events] == [
         (user, event.data) for user, event in sent]
+
+
+async def test_a_signal_reaches_the_listeners_of_its_topic_only(bus: tuple[Bus, Received]
+                                                                ) -> None:
+    implementation, _ = bus
+    heard: list[str] = []
+    implementation.listen("types", lambda: heard.append("types"))
+    implementation.listen("other", lambda: heard.append("other"))
+    await implementation.signal("types")
+    for _ in range(500):
+        if heard:
+            break
+        await asyncio.sleep(0.01)
+    await implementation.signal("types")
+    for _ in range(500):
+        if len(heard) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert heard == ["types", "types"]
+
+
+@pytest.mark.redis
+async def test_a_signal_from_one_node_reaches_another() -> None:
+    sender, receiver = redis_bus(), redis_bus()
+    heard: list[str] = []
+    for node in (sender, receiver):
+        node.set_handler(Received(), Received().gap)
+        await node.start()
+    try:
+        receiver.listen("types", lambda: heard.append("types"))
+        await sender.signal("types")
+        for _ in range(500):
+            if heard:
+                break
+            await asyncio.sleep(0.01)
+        assert heard == ["types"]
+    finally:
+        await sender.close()
+        await receiver.close()

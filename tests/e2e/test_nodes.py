@@ -223,3 +223,36 @@ async def test_a_hung_redis_never_holds_a_publish_and_clients_catch_up(
                 total = published[user]
                 got = [event.seq for event in await stream.notifications(total, timeout=60)]
                 assert got == list(range(1, total + 1)), (user, stream.label)
+
+
+async def test_a_type_changed_on_one_node_applies_on_the_other(postgres_url: str,
+                                                               tmp_path: Path) -> None:
+    """Types are kept in each node's memory; a PUT on A reaches B's copy through the bus."""
+    _require_redis()
+    kind, user = new_user("type"), new_user()
+    async with two_nodes(postgres_url, REDIS_URL, tmp_path) as (a, b):
+        for version in ("first", "second", "third"):
+            put = await a.api.client.put(f"/v1/types/{kind}", headers=a.api.publisher,
+                                         json={"title": f"{version} {{{{ n }}}}"})
+            assert put.status_code == 200, put.text
+            # B already read the previous version (its copy is warm): the signal must reach it.
+            loop = asyncio.get_running_loop()
+            deadline, title = loop.time() + 1.0, None
+            while loop.time() < deadline:
+                receipt = await b.publish(user, type=kind, title=None, data={"n": 1})
+                title = (await b.api.me(user, f"notifications/{receipt['id']}"))["title"]
+                if title == f"{version} 1":
+                    break
+                await asyncio.sleep(0.05)
+            assert title == f"{version} 1"
+        deleted = await a.api.client.delete(f"/v1/types/{kind}", headers=a.api.publisher)
+        assert deleted.status_code == 204
+        deadline, status = loop.time() + 1.0, 0
+        while loop.time() < deadline:  # once B's copy has it gone, a title-less publish is 422
+            refused = await b.api.client.post("/v1/notifications", headers=b.api.publisher,
+                                              json={"user_id": user, "type": kind})
+            status = refused.status_code
+            if status == 422:
+                break
+            await asyncio.sleep(0.05)
+        assert status == 422

@@ -121,11 +121,11 @@ async def leases_of(store: SqlStore, pid: int) -> set[uuid.UUID]:
 async def kill_while_holding_leases(store: SqlStore, worker: WorkerProcess) -> set[uuid.UUID]:
     """SIGKILL the worker at a moment it holds leases; returns what it held.
 
-    The worker is frozen (SIGSTOP) while its leases are read, so it sends nothing more; between
-    batches it may hold few or none, so it is let go and tried again. A statement it sent just before
-    it froze (the UPDATE that marks a batch done) still commits on the server, so what it held
-    is read again once the kill has closed its connections: far inside the lease, so nothing
-    has taken a delivery over yet."""
+    The worker is frozen (SIGSTOP) while its leases are read, so it sends nothing more;
+    between batches it may hold few or none, so it is let go and tried again. A statement it
+    sent just before it froze (the UPDATE that marks a batch done) still commits on the
+    server, so what it held is read again once the kill has closed its connections: far
+    inside the lease, so nothing has taken a delivery over yet."""
     for _ in range(200):
         os.kill(worker.pid, signal.SIGSTOP)
         seen = await leases_of(store, worker.pid)

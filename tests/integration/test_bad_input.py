@@ -72,6 +72,22 @@ def bad_profile(**body: Any) -> Bad:
     return Bad("PUT", f"/v1/users/{USER}", 422, "validation_error", json=body)
 
 
+def bad_type(body: Any, name: str = "bad-input-type", code: str = "validation_error") -> Bad:
+    return Bad("PUT", f"/v1/types/{name}", 422, code, json=body)
+
+
+def bad_preference(type_: str, body: Any, status: int = 422,
+                   code: str = "validation_error") -> Bad:
+    return Bad("PUT", f"/v1/me/preferences/{type_}", status, code, json=body, as_user=True)
+
+
+def bad_quiet_hours(**body: Any) -> Bad:
+    window: dict[str, Any] = {"start": "22:00", "end": "07:00", "timezone": "Europe/Paris"}
+    window.update(body)
+    return Bad("PUT", "/v1/me/quiet-hours", 422, "validation_error",
+               json={k: v for k, v in window.items() if v is not DROP}, as_user=True)
+
+
 def nested(depth: int) -> Any:
     """A list holding a list … `depth + 1` levels of arrays."""
     value: Any = []
@@ -157,6 +173,53 @@ CASES: dict[str, Bad] = {
                                     json=publish(), headers={"Idempotency-Key": "k" * 256}),
     "idempotency_key_with_space": Bad("POST", "/v1/notifications", 422, "validation_error",
                                       json=publish(), headers={"Idempotency-Key": "a key"}),
+    # publish: types and templates
+    "unknown_type_without_title": bad_publish(type="nobody-defined-this", title=DROP),
+    "channel_push_not_available": bad_publish(channels=["push"]),
+    # types
+    "type_template_does_not_compile": bad_type({"title": "{{ oops"}, code="template_error"),
+    "type_locale_template_does_not_compile": bad_type(
+        {"title": "ok", "locales": {"fr": {"title": "{% if %}"}}}, code="template_error"),
+    "type_template_too_long": bad_type({"title": "x" * 10_001}),
+    "type_unknown_field": bad_type({"title": "t", "colour": "red"}),
+    "type_unknown_channel": bad_type({"title": "t", "channels": {"pigeon": True}}),
+    "type_channel_not_boolean": bad_type({"title": "t", "channels": {"email": "yes"}}),
+    "type_critical_not_boolean": bad_type({"title": "t", "critical": "true"}),
+    "type_bad_locale": bad_type({"title": "t", "locales": {"not a locale": {"title": "x"}}}),
+    "type_bad_name": bad_type({"title": "t"}, name="bad%20name"),
+    "type_name_too_long": bad_type({"title": "t"}, name="t" * 129),
+    "type_delete_unknown": Bad("DELETE", "/v1/types/nobody-defined-this", 404, "not_found"),
+    "type_get_unknown": Bad("GET", "/v1/types/nobody-defined-this", 404, "not_found"),
+    # preferences
+    "preference_unknown_type": bad_preference("nobody-defined-this", {"enabled": False}, 404,
+                                              "not_found"),
+    "preference_unknown_channel": bad_preference("comment", {"channels": {"pigeon": True}}),
+    "preference_channel_not_boolean": bad_preference("comment", {"channels": {"email": 1}}),
+    "preference_empty": bad_preference("comment", {}),
+    "preference_unknown_field": bad_preference("comment", {"enabled": True, "muted": True}),
+    "preference_critical_off": bad_preference("payment", {"enabled": False}),
+    "preference_critical_channel_off": bad_preference("payment", {"channels": {"email": False}}),
+    "preference_reset_unknown_type": Bad("DELETE", "/v1/me/preferences/nobody-defined-this",
+                                         404, "not_found", as_user=True),
+    "settings_empty": Bad("PUT", "/v1/me/preferences", 422, "validation_error", json={},
+                          as_user=True),
+    "settings_muted_not_boolean": Bad("PUT", "/v1/me/preferences", 422, "validation_error",
+                                      json={"muted": "yes"}, as_user=True),
+    "settings_bad_category": Bad("PUT", "/v1/me/preferences", 422, "validation_error",
+                                 json={"categories": {"not a category": False}}, as_user=True),
+    "publisher_preference_bad_user": Bad("PUT", "/v1/users/a%0Ab/preferences/comment", 422,
+                                         "validation_error", json={"enabled": False}),
+    # quiet hours
+    "quiet_hours_bad_start": bad_quiet_hours(start="25:00"),
+    "quiet_hours_bad_end": bad_quiet_hours(end="7am"),
+    "quiet_hours_same_times": bad_quiet_hours(end="22:00"),
+    "quiet_hours_bad_zone": bad_quiet_hours(timezone="Mars/Olympus_Mons"),
+    "quiet_hours_bad_day": bad_quiet_hours(days=["mon", "someday"]),
+    "quiet_hours_no_days": bad_quiet_hours(days=[]),
+    "quiet_hours_no_zone_anywhere": bad_quiet_hours(timezone=DROP),
+    "quiet_hours_unknown_field": bad_quiet_hours(sound=False),
+    "quiet_hours_clear_by_publisher_bad_user": Bad("DELETE", "/v1/users/a%0Ab/quiet-hours", 422,
+                                                   "validation_error"),
     # tokens
     "token_ttl_over_max": bad_token(user_id=USER, ttl_seconds=30 * 24 * 3600 + 1),
     "token_ttl_under_min": bad_token(user_id=USER, ttl_seconds=59),

@@ -75,7 +75,9 @@ async def test_every_example_is_accepted_by_its_operation(api: Api, spec: Spec) 
     for method, path, operation in operations_with_bodies(spec):
         (scheme,) = [name for requirement in operation["security"] for name in requirement]
         headers = api.publisher if scheme == "ApiKey" else api.user(user)
-        url = path.replace("{user_id}", new_user())
+        # Types are global: a type of this test's own, not one other tests publish.
+        kind = new_user("type") if path.startswith("/v1/types") else "comment"
+        url = path.replace("{user_id}", new_user()).replace("{type}", kind)
         for schema in body_schemas(spec, operation["requestBody"]["content"]
                                    ["application/json"]["schema"]):
             for example in schema["examples"]:

@@ -40,6 +40,7 @@ def request(**fields: object) -> PublishRequest:
 
 # -- stages ------------------------------------------------------------------------------------
 
+ROUTING = Routing(outbound={"email"})
 VALIDATION = Validation(max_batch_users=3, channels={"web", "email"})
 
 
@@ -71,7 +72,7 @@ async def test_validation_passes_a_good_request_untouched() -> None:
 
 async def test_routing_gives_every_recipient_the_inbox_and_the_asked_channels() -> None:
     publish = publish_of(request(user_ids=["a", "b"], channels=["email", "web"]))
-    await Routing()(publish)
+    await ROUTING(publish)
     for draft in publish.drafts:
         assert draft.channels == {LIVE_CHANNEL: ChannelDecision("delivered"),
                                   "email": ChannelDecision("queued")}
@@ -84,7 +85,7 @@ async def test_routing_gives_every_recipient_the_inbox_and_the_asked_channels() 
 
 async def test_routing_without_outbound_channels_is_the_inbox_alone() -> None:
     publish = publish_of(request())
-    await Routing()(publish)
+    await ROUTING(publish)
     assert publish.drafts[0].channels == {LIVE_CHANNEL: ChannelDecision.live()}
 
 
@@ -125,7 +126,7 @@ async def test_stages_run_in_order_then_one_commit_then_the_announcers(store: Sq
     log: list[str] = []
     before, after = Trace("before", log), Trace("after", log)
     first, second = Trace("first", log), Trace("second", log)
-    pipeline = PublishPipeline(store, FrozenClock(NOW), stages=[before, Routing(), after],
+    pipeline = PublishPipeline(store, FrozenClock(NOW), stages=[before, ROUTING, after],
                                announcers=[first, second], idempotency_ttl_seconds=60)
     outcome = await pipeline.publish(request(channels=["web"]), publisher="p")
     assert log == ["before: []", "after: ['web']", "first announced 1", "second announced 1"]
@@ -139,7 +140,7 @@ async def test_a_refusing_stage_stores_and_announces_nothing(store: SqlStore) ->
     log: list[str] = []
     announcer = Trace("announcer", log)
     pipeline = PublishPipeline(store, FrozenClock(NOW),
-                               stages=[VALIDATION, Routing(), Trace("later", log)],
+                               stages=[VALIDATION, ROUTING, Trace("later", log)],
                                announcers=[announcer], idempotency_ttl_seconds=60)
     before = await row_counts(store)
     with pytest.raises(InvalidInput):
@@ -151,7 +152,7 @@ async def test_a_refusing_stage_stores_and_announces_nothing(store: SqlStore) ->
 async def test_a_replay_is_not_announced_again(store: SqlStore) -> None:
     log: list[str] = []
     announcer = Trace("announcer", log)
-    pipeline = PublishPipeline(store, FrozenClock(NOW), stages=[Routing()],
+    pipeline = PublishPipeline(store, FrozenClock(NOW), stages=[ROUTING],
                                announcers=[announcer], idempotency_ttl_seconds=60)
     first = await pipeline.publish(request(), publisher="p", idempotency_key="k",
                                    payload={"same": "body"})
@@ -165,7 +166,7 @@ async def test_a_failing_announcer_fails_nothing_and_the_rest_still_run(
         store: SqlStore, caplog: pytest.LogCaptureFixture) -> None:
     log: list[str] = []
     broken, healthy = Trace("broken", log, fail=True), Trace("healthy", log)
-    pipeline = PublishPipeline(store, FrozenClock(NOW), stages=[Routing()],
+    pipeline = PublishPipeline(store, FrozenClock(NOW), stages=[ROUTING],
                                announcers=[broken, healthy], idempotency_ttl_seconds=60)
     outcome = await pipeline.publish(request(), publisher="p")
     assert healthy.outcomes == [outcome]
@@ -175,7 +176,7 @@ async def test_a_failing_announcer_fails_nothing_and_the_rest_still_run(
 
 async def test_the_worker_is_woken_only_when_deliveries_were_queued(store: SqlStore) -> None:
     wakes: list[int] = []
-    pipeline = PublishPipeline(store, FrozenClock(NOW), stages=[Routing()],
+    pipeline = PublishPipeline(store, FrozenClock(NOW), stages=[ROUTING],
                                announcers=[WorkerWake(lambda: wakes.append(1))],
                                idempotency_ttl_seconds=60)
     await pipeline.publish(request(), publisher="p")
@@ -189,7 +190,7 @@ async def test_the_worker_is_woken_only_when_deliveries_were_queued(store: SqlSt
 
 async def test_reads_change_the_store_then_announce_only_real_changes(store: SqlStore) -> None:
     clock = FrozenClock(NOW)
-    pipeline = PublishPipeline(store, clock, stages=[Routing()], announcers=[],
+    pipeline = PublishPipeline(store, clock, stages=[ROUTING], announcers=[],
                                idempotency_ttl_seconds=60)
     outcome = await pipeline.publish(request(user_ids=["ada"]), publisher="p")
     await pipeline.publish(request(user_ids=["ada"]), publisher="p")

@@ -195,3 +195,42 @@ def test_tocsin_config_must_name_a_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
         with pytest.raises(SettingsError) as raised:
             load_settings()
         assert "TOCSIN_CONFIG" in raised.value.message and expected in raised.value.message
+
+
+def test_types_from_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_toml(monkeypatch, tmp_path, '''
+action_url_hosts = ["app.example.com"]
+
+[types.invoice]
+title = "Invoice {{ number }}"
+category = "billing"
+critical = true
+channels = { web = true, email = true }
+
+[types.invoice.locales.fr]
+title = "Facture {{ number }}"
+''')
+    settings = load_settings()
+    kind = settings.types["invoice"].to_type("invoice")
+    assert (kind.title, kind.category, kind.critical) == ("Invoice {{ number }}", "billing", True)
+    assert kind.default_channels() == {"web": True, "email": True, "push": False}
+    assert kind.text_for("fr-BE").title == "Facture {{ number }}"
+    assert settings.action_url_hosts == ["app.example.com"]
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[types.invoice]\ntitle = "{{ oops"\n', ["TOCSIN_TYPES", "invoice", "title",
+                                              "does not compile"]),
+    ('[types.invoice]\ntitle = "t"\nchannels = { pigeon = true }\n', ["TOCSIN_TYPES", "pigeon"]),
+    ('[types.invoice]\ntitel = "t"\n', ["TOCSIN_TYPES", "titel"]),
+    ('[types."bad name"]\ntitle = "t"\n', ["TOCSIN_TYPES", "bad name"]),
+])
+def test_a_bad_type_stops_the_server_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               text: str, words: list[str]) -> None:
+    write_toml(monkeypatch, tmp_path, text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -14,12 +13,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StringConstraints,
     model_validator,
 )
 
 from tocsin.domain.identifiers import USER_ID_MAX_LENGTH, USER_ID_PATTERN
+from tocsin.domain.urls import safe_link
 
 Channel = Literal["web", "email", "push"]
 UserIdStr = Annotated[
@@ -45,19 +46,7 @@ def _no_nul(value: str) -> str:
 
 
 def _safe_url(value: str) -> str:
-    # Rendered as a link in browsers: only http(s) and site-relative paths, never javascript:.
-    # Browsers drop tabs and newlines and read `\\` as `/`, so `/\\evil.example` would leave
-    # the site: such characters must be percent-encoded.
-    if any(ch.isspace() or ch in "\\\x7f" or ord(ch) < 0x20 for ch in value):
-        raise ValueError("must not contain spaces, control characters or backslashes "
-                         "(percent-encode them)")
-    parts = urlsplit(value)
-    if parts.scheme in ("http", "https") and parts.netloc:
-        return value
-    if not parts.scheme and not parts.netloc and value.startswith("/") and \
-            not value.startswith("//"):
-        return value
-    raise ValueError("must be an http(s) URL or a path starting with /")
+    return safe_link(value)
 
 
 def _aware(value: datetime) -> datetime:
@@ -142,8 +131,11 @@ class PublishBody(_Body):
                        AfterValidator(_no_nul)] | None = None
     action_url: Annotated[str, StringConstraints(max_length=2048),
                           AfterValidator(_safe_url)] | None = None
-    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["web"]),
-                                    min_length=1)
+    channels: list[Channel] | None = Field(
+        default=None, min_length=1,
+        description="Channels to use; left out, the type's defaults and each user's "
+        "preferences decide. The inbox (web) is always among them unless the user turned it "
+        "off.")
     priority: Literal["low", "normal", "high"] = "normal"
     expires_at: Annotated[datetime, AfterValidator(_aware)] | None = None
 
@@ -163,8 +155,13 @@ class PublishBody(_Body):
 class Receipt(BaseModel):
     id: str
     user_id: str
-    seq: int
-    status: str
+    seq: int | None = Field(description="None when the notification is not in the user's "
+                            "inbox (status suppressed)")
+    status: Literal["created", "suppressed"]
+    channels: dict[str, str] = Field(
+        description="Per channel, what was decided: delivered, queued, held:quiet_hours, "
+        "suppressed:<preference|category|muted>, skipped:<no_address|unavailable>",
+        examples=[{"web": "delivered", "email": "queued"}])
 
 
 class PublishResponse(BaseModel):
@@ -251,3 +248,92 @@ class ReadResult(BaseModel):
     unread_count: int
     seq: int
     version: int
+
+
+class TypeOut(BaseModel):
+    type: str
+    title: str | None
+    message: str | None
+    action_url: str | None
+    locales: dict[str, dict[str, str | None]]
+    category: str | None
+    channels: dict[str, bool]
+    critical: bool
+    description: str | None
+    source: Literal["builtin", "config", "api"] = Field(
+        description="where the definition in force comes from (the API wins over tocsin.toml, "
+        "which wins over the built-in types)")
+
+
+class TypeList(BaseModel):
+    types: list[TypeOut]
+
+
+class TypePreferenceOut(BaseModel):
+    type: str
+    enabled: bool
+    channels: dict[str, bool]
+    customized: bool = Field(description="the user changed this type (else: its defaults)")
+    critical: bool = Field(description="always on: cannot be turned off, never held back")
+    category: str | None
+    description: str | None
+
+
+class QuietHoursOut(BaseModel):
+    start: str
+    end: str
+    timezone: str
+    days: list[str]
+
+
+class PreferencesOut(BaseModel):
+    muted: bool
+    categories: dict[str, bool]
+    quiet_hours: QuietHoursOut | None
+    types: list[TypePreferenceOut]
+
+
+class TypePreferenceBody(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"channels": {"email": True}}, {"enabled": False}]})
+
+    enabled: StrictBool | None = None
+    channels: dict[Channel, StrictBool] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> TypePreferenceBody:
+        if self.enabled is None and not self.channels:
+            raise ValueError("give enabled, channels, or both")
+        return self
+
+
+CategoryStr = Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                               pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+
+
+class PreferencesBody(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"muted": True}, {"categories": {"social": False}}]})
+
+    muted: StrictBool | None = None
+    categories: dict[CategoryStr, StrictBool] | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _something(self) -> PreferencesBody:
+        if self.muted is None and self.categories is None:
+            raise ValueError("give muted, categories, or both")
+        return self
+
+
+class QuietHoursBody(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"start": "22:00", "end": "07:00", "timezone": "Europe/Paris",
+                      "days": ["mon", "tue", "wed", "thu", "fri"]}]})
+
+    start: Annotated[str, StringConstraints(max_length=5)] = Field(description="HH:MM, local")
+    end: Annotated[str, StringConstraints(max_length=5)] = Field(
+        description="HH:MM, local; earlier than start: the window ends the next day")
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="IANA zone; left out, the user's profile timezone")
+    days: list[Annotated[str, StringConstraints(max_length=3)]] | None = Field(
+        default=None, max_length=7, description="the days a window starts on; left out, every day")

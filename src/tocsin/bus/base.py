@@ -11,6 +11,8 @@ from tocsin.domain.events import Event
 Handler = Callable[[str, Event], None]
 #: Called when events may have been lost: for one user, or for every user (None).
 GapHandler = Callable[[str | None], None]
+#: Called, on the event loop, when a topic was signalled (by any node, this one included).
+Listener = Callable[[], None]
 
 
 class Bus(Protocol):
@@ -33,6 +35,10 @@ class Bus(Protocol):
       the state of the bus: a hung bus never holds back the acknowledgement of a commit.
     - A node receives only the users it subscribed to; `subscribe` returns once events
       published afterwards will be delivered.
+    - Signals (`signal(topic)`) reach the listeners of that topic on every node, this one
+      included, at most once; a node that may have missed one (it reconnected) calls every
+      listener of every topic, so a signal means "look again", never "here is the change".
+      `signal` is bounded like `publish` and never raises.
     """
 
     def set_handler(self, handler: Handler, on_gap: GapHandler) -> None:
@@ -50,5 +56,11 @@ class Bus(Protocol):
         """Send each (user id, event), in order; one round trip for the lot where possible."""
 
     async def subscribe(self, user_id: str) -> None: ...
+
+    def listen(self, topic: str, listener: Listener) -> None:
+        """Call `listener` whenever `topic` is signalled (see the guarantees above)."""
+
+    async def signal(self, topic: str) -> None:
+        """Tell every node's listeners of `topic` to look again."""
 
     async def unsubscribe(self, user_id: str) -> None: ...

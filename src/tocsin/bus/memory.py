@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
-from tocsin.bus.base import GapHandler, Handler
+from tocsin.bus.base import GapHandler, Handler, Listener
 from tocsin.domain.events import Event
 
 
@@ -14,6 +15,7 @@ class MemoryBus:
     def __init__(self) -> None:
         self._handler: Handler | None = None
         self._users: set[str] = set()
+        self._listeners: defaultdict[str, list[Listener]] = defaultdict(list)
 
     def set_handler(self, handler: Handler, on_gap: GapHandler) -> None:
         self._handler = handler
@@ -40,3 +42,10 @@ class MemoryBus:
 
     async def unsubscribe(self, user_id: str) -> None:
         self._users.discard(user_id)
+
+    def listen(self, topic: str, listener: Listener) -> None:
+        self._listeners[topic].append(listener)
+
+    async def signal(self, topic: str) -> None:
+        for listener in tuple(self._listeners[topic]):
+            listener()

@@ -21,10 +21,11 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tocsin.bus.base import GapHandler, Handler
+from tocsin.bus.base import GapHandler, Handler, Listener
 from tocsin.domain.errors import SettingsError
 from tocsin.domain.events import Event
 
@@ -45,6 +46,8 @@ PREFIX = "tocsin:user:"
 #: A control message on a user's channel: events of this user were lost on the way. (No stream
 #: event has a colon in its name.)
 GAP = "tocsin:gap"
+#: The channel of signals (`Bus.signal`): every node subscribes to it, whoever is connected.
+SIGNALS = "tocsin:signals"
 _CONFIRM_TIMEOUT = 5.0
 _PING_TIMEOUT = 2.0  # readiness must answer quickly, even when Redis hangs
 #: Events queued for the sender at most; beyond, they are dropped and their users caught up.
@@ -86,6 +89,7 @@ class RedisBus:
         self._connected = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self._listeners: defaultdict[str, list[Listener]] = defaultdict(list)
         self.reconnects = 0
 
     def set_handler(self, handler: Handler, on_gap: GapHandler) -> None:
@@ -201,6 +205,29 @@ class RedisBus:
             if not waiter.done():
                 waiter.set_result(None)
 
+    # -- signals -------------------------------------------------------------------------------
+
+    def listen(self, topic: str, listener: Listener) -> None:
+        self._listeners[topic].append(listener)
+
+    async def signal(self, topic: str) -> None:
+        try:
+            await asyncio.wait_for(self._publisher.publish(SIGNALS, topic),
+                                   self._publish_timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Every node also looks again on its own schedule (the catalog's refresh).
+            log.warning("bus signal %r not sent: %s", topic, exc or type(exc).__name__)
+
+    def _signalled(self, topic: str | None) -> None:
+        """Call the listeners of `topic`, or of every topic (None: signals may be missed)."""
+        topics = list(self._listeners) if topic is None else [topic]
+        for name in topics:
+            for listener in tuple(self._listeners.get(name, ())):
+                try:
+                    listener()
+                except Exception:
+                    log.exception("listener of signal %r failed", name)
+
     # -- subscribing ---------------------------------------------------------------------------
 
     async def subscribe(self, user_id: str) -> None:
@@ -255,12 +282,8 @@ class RedisBus:
     async def _connect(self) -> None:
         pubsub = self._subscriber.pubsub()
         self._pubsub = pubsub
-        wanted = sorted(self._channels)
-        if not wanted:
-            await pubsub.subscribe(PREFIX + "-")  # a connection needs one subscription to read
-            wanted = [PREFIX + "-"]
-        else:
-            await pubsub.subscribe(*wanted)
+        wanted = [SIGNALS, *sorted(self._channels)]
+        await pubsub.subscribe(*wanted)
         pending = set(wanted)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _CONFIRM_TIMEOUT
@@ -276,8 +299,10 @@ class RedisBus:
                 self._dispatch(message)
         self._connected.set()
         log.info("bus connected; %d channels subscribed", len(self._channels))
-        # Anything published while we were away is in the store: let every stream catch up.
+        # Anything published while we were away is in the store: let every stream catch up,
+        # and every listener look again (a signal may have been missed).
         self._on_gap(None)
+        self._signalled(None)
 
     async def _read(self) -> None:
         pubsub = self._pubsub
@@ -299,7 +324,9 @@ class RedisBus:
         kind = message["type"]
         if kind == "message":
             name = _text(message["channel"])
-            if self._handler is not None and name in self._channels:
+            if name == SIGNALS:
+                self._signalled(_text(message["data"]))
+            elif self._handler is not None and name in self._channels:
                 event = Event.decode(message["data"])
                 if event.name == GAP:
                     self._on_gap(name[len(PREFIX):])

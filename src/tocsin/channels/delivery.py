@@ -14,7 +14,7 @@ from tocsin.channels.base import (
     Unaddressable,
 )
 from tocsin.domain.models import Notification, UserProfile
-from tocsin.jobs.base import DELIVERY, Job
+from tocsin.jobs.base import DELIVERY, SKIP_IF_READ, Job
 from tocsin.jobs.worker import Done, GiveUp, Outcome, Report, Skipped, TryAgain
 from tocsin.store.base import Store
 
@@ -47,6 +47,8 @@ class DeliveryHandler:
         if channel is None:
             return GiveUp(f"channel {job.channel!r} is not configured")
         notification, user = target
+        if job.payload.get(SKIP_IF_READ) and notification.read:
+            return Skipped("read")
         delivery = Delivery(id=job.id, channel=channel.name, attempts=job.attempts,
                             notification=notification, user=user, lease_owner=job.lease_owner)
         try:

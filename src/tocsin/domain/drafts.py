@@ -56,6 +56,10 @@ class ChannelDecision:
         return cls(outcome)
 
     @property
+    def is_held(self) -> bool:
+        return self.outcome.startswith("held:")
+
+    @property
     def enqueues(self) -> bool:
         """An outbound delivery is queued for this decision (now, or when it is due)."""
         return self.outcome == "queued" or self.outcome.startswith("held:")
@@ -80,6 +84,14 @@ class NotificationDraft:
     channels: dict[str, ChannelDecision] = field(default_factory=dict)
     group_key: str | None = None
     locale: str | None = None
+    #: Sent during the recipient's quiet hours: its outbound deliveries wait, clients may stay
+    #: silent.
+    quiet: bool = False
+
+    @property
+    def in_inbox(self) -> bool:
+        """Listed, counted and streamed: the live channel delivers it."""
+        return self.status == "created"
 
     def receipt_channels(self) -> dict[str, str]:
         return {name: decision.outcome for name, decision in sorted(self.channels.items())}
@@ -104,7 +116,7 @@ class Published:
 
     id: uuid.UUID
     user_id: str
-    seq: int
+    seq: int | None
     status: str = "created"
     channels: dict[str, str] = field(default_factory=dict)
 

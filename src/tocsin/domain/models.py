@@ -12,11 +12,13 @@ Priority = Literal["low", "normal", "high"]
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """A stored notification as its user sees it."""
+    """A stored notification as its user sees it. `seq` is None only for one kept out of
+    the inbox by its user's preferences (it exists for its outbound deliveries); `quiet` says
+    it arrived during the user's quiet hours, for a client that stays silent then."""
 
     id: uuid.UUID
     user_id: str
-    seq: int
+    seq: int | None
     type: str
     title: str | None
     message: str | None
@@ -27,6 +29,7 @@ class Notification:
     read_at: datetime | None
     created_at: datetime
     expires_at: datetime | None
+    quiet: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class Notification:
             "read_at": iso(self.read_at),
             "created_at": iso(self.created_at),
             "expires_at": iso(self.expires_at),
+            "quiet": self.quiet,
         }
 
 

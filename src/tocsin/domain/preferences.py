@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tocsin.domain.models import UserProfile
 from tocsin.domain.quiet_hours import QuietHours
 from tocsin.domain.types import PREFERENCE_CHANNELS, NotificationType
 
@@ -36,6 +37,15 @@ class UserPreferences:
     categories: dict[str, bool] = field(default_factory=dict)
     quiet_hours: QuietHours | None = None
     types: dict[str, TypePreference] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """What the pipeline knows of one recipient: their profile (empty for a user the server
+    has never seen) and their preferences."""
+
+    profile: UserProfile
+    prefs: UserPreferences
 
 
 @dataclass(frozen=True, slots=True)

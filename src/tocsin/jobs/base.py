@@ -16,6 +16,10 @@ from typing import Any, Protocol
 
 from tocsin.domain.models import iso
 
+#: A delivery's payload flag: skip it if its notification has been read by the time it is
+#: due (a delivery held back by quiet hours is not sent for what the user has already seen).
+SKIP_IF_READ = "skip_if_read"
+
 #: The kind of an outbound delivery: a notification on one channel.
 DELIVERY = "delivery"
 

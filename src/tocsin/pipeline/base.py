@@ -15,17 +15,21 @@ commit is the acknowledgement.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from tocsin.domain.drafts import NotificationDraft, PublishOutcome
 from tocsin.domain.models import Priority, ReadChange
+from tocsin.domain.preferences import Recipient
+from tocsin.domain.types import NotificationType
 
 
 @dataclass(frozen=True, slots=True)
 class PublishRequest:
-    """What a publisher sent, already shape-checked by the API layer."""
+    """What a publisher sent, already shape-checked by the API layer. `channels` None means
+    the type's defaults (and each user's preferences); named channels are used as named,
+    except where a user turned one off for the type."""
 
     user_ids: Sequence[str]
     type: str
@@ -33,19 +37,23 @@ class PublishRequest:
     title: str | None = None
     message: str | None = None
     action_url: str | None = None
-    channels: Sequence[str] = ("web",)
+    channels: Sequence[str] | None = None
     priority: Priority = "normal"
     expires_at: datetime | None = None
 
 
 @dataclass(slots=True)
 class Publish:
-    """A publish in flight: the request, who sent it, when, and one draft per recipient."""
+    """A publish in flight: the request, who sent it, when, and one draft per recipient;
+    what the stages found out on the way: the type (None for one nobody defined) and each
+    recipient's profile and preferences."""
 
     request: PublishRequest
     publisher: str
     now: datetime
     drafts: list[NotificationDraft]
+    kind: NotificationType | None = None
+    recipients: dict[str, Recipient] = field(default_factory=dict)
 
 
 class Stage(Protocol):

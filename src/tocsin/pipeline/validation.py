@@ -25,7 +25,7 @@ class Validation:
         if len(set(request.user_ids)) != len(request.user_ids):
             raise InvalidInput("user_ids contains the same user more than once",
                                details={"field": "user_ids"})
-        unknown = sorted(set(request.channels) - self._channels)
+        unknown = sorted(set(request.channels or ()) - self._channels)
         if unknown:
             available = sorted(self._channels)
             raise InvalidInput(

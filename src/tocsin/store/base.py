@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from tocsin.domain.drafts import PublishBatch, PublishOutcome
 from tocsin.domain.models import (
@@ -16,6 +16,8 @@ from tocsin.domain.models import (
     UnreadCount,
     UserProfile,
 )
+from tocsin.domain.preferences import Recipient, UserPreferences
+from tocsin.domain.quiet_hours import QuietHours
 
 
 class Store(Protocol):
@@ -114,3 +116,32 @@ class Store(Protocol):
 
     async def purge_idempotency_keys(self, now: datetime) -> int:
         """Delete expired idempotency records; returns how many."""
+
+    # -- preferences and types -----------------------------------------------------------------
+
+    async def recipients(self, user_ids: Sequence[str], type_: str) -> dict[str, Recipient]:
+        """Each user's profile and preferences (their row for `type_` only), defaults for a
+        user never seen; a bounded number of statements whatever the number of users."""
+
+    async def preferences_of(self, user_id: str) -> UserPreferences:
+        """Everything one user chose, for every type."""
+
+    async def put_type_preference(self, user_id: str, type_: str, enabled: bool | None,
+                                  channels: dict[str, bool], now: datetime) -> None:
+        """Change one type's row: `enabled` unless None, and the channels named (merged)."""
+
+    async def clear_type_preference(self, user_id: str, type_: str) -> None:
+        """Back to the type's defaults (idempotent)."""
+
+    async def put_user_settings(self, user_id: str, now: datetime, *, muted: bool | None = None,
+                                categories: dict[str, bool] | None = None,
+                                quiet_hours: QuietHours | None = None,
+                                clear_quiet_hours: bool = False) -> None:
+        """Change the switches given (categories merged); the others keep their values."""
+
+    async def type_rows(self) -> dict[str, dict[str, Any] | None]:
+        """Types defined through the API by name; None marks a removed type."""
+
+    async def put_type_row(self, name: str, definition: dict[str, Any] | None, now: datetime
+                           ) -> None:
+        """Define, replace or (None) remove a type."""

@@ -31,7 +31,9 @@ class Inbox:
 
     async def page(self, user_id: str, *, limit: int, before: int | None = None,
                    unread_only: bool = False, type: str | None = None) -> Page:
-        wanted = sa.select(notifications).where(notifications.c.user_id == user_id)
+        # Suppressed notifications (no seq) are not in the inbox.
+        wanted = sa.select(notifications).where(notifications.c.user_id == user_id,
+                                                notifications.c.seq.is_not(None))
         if before is not None:
             wanted = wanted.where(notifications.c.seq < before)
         if unread_only:
@@ -67,7 +69,8 @@ class Inbox:
         async with self._db.reading() as conn:
             row = (await conn.execute(
                 sa.select(notifications).where(notifications.c.id == notification_id,
-                                               notifications.c.user_id == user_id)
+                                               notifications.c.user_id == user_id,
+                                               notifications.c.seq.is_not(None))
             )).first()
         if row is None:
             raise NotFound("no such notification")

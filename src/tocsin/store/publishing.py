@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tocsin.domain.drafts import NotificationDraft, PublishBatch, Published, PublishOutcome
 from tocsin.domain.models import Notification, UnreadCount
-from tocsin.jobs.base import DELIVERY, JobDraft
+from tocsin.jobs.base import DELIVERY, SKIP_IF_READ, JobDraft
 from tocsin.jobs.sql import insert_jobs
 from tocsin.store.database import SqlDatabase
 from tocsin.store.idempotency import IdempotencyKeys
@@ -44,11 +44,14 @@ class Publishing:
                   "updated_at": upsert.excluded.updated_at},
         ).returning(users.c.id, users.c.last_seq, users.c.unread_count, users.c.count_version,
                     sort_by_parameter_order=True)
+        self._ensure_users = db.insert(users).values(
+            id=sa.bindparam("id"), created_at=sa.bindparam("now"),
+            updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["id"])
 
     async def publish(self, batch: PublishBatch, now: datetime, ttl_seconds: int
                       ) -> PublishOutcome:
         for draft in batch.drafts:
-            if draft.status != "created":
+            if draft.status not in ("created", "suppressed"):
                 raise ValueError(f"the store has no way yet to commit a {draft.status!r} draft")
 
         async def work(conn: AsyncConnection) -> PublishOutcome:
@@ -56,16 +59,17 @@ class Publishing:
                 earlier = await self._idempotency.claim(conn, batch, now, ttl_seconds)
                 if earlier is not None:
                     return PublishOutcome(notifications=earlier, replayed=True)
-            stored, unread = await self._insert(conn, batch, now)
-            queued = await insert_jobs(self._db, conn, _deliveries(batch.drafts, stored, now),
+            rows, unread = await self._insert(conn, batch, now)
+            queued = await insert_jobs(self._db, conn, _deliveries(batch.drafts, rows, now),
                                        now)
             response = [
                 Published(id=item.id, user_id=item.user_id, seq=item.seq, status=draft.status,
                           channels=draft.receipt_channels()).to_json()
-                for draft, item in zip(batch.drafts, stored, strict=True)
+                for draft, item in zip(batch.drafts, rows, strict=True)
             ]
             if batch.idempotency_key is not None:
                 await self._idempotency.record(conn, batch, response)
+            stored = [item for item in rows if item.seq is not None]
             return PublishOutcome(notifications=response, stored=stored, unread=unread,
                                   queued=queued)
 
@@ -73,36 +77,49 @@ class Publishing:
 
     async def _insert(self, conn: AsyncConnection, batch: PublishBatch, now: datetime
                       ) -> tuple[list[Notification], dict[str, UnreadCount]]:
-        user_ids = sorted({draft.user_id for draft in batch.drafts})
-        if len(user_ids) != len(batch.drafts):
+        """Every draft's row, in the batch's order: those in the inbox with their seq, the
+        suppressed ones without (and without touching their user's counter)."""
+        if len({draft.user_id for draft in batch.drafts}) != len(batch.drafts):
             raise ValueError("a batch holds at most one draft per user")
-        bumped = await conn.execute(self._bump_users,
-                                    [{"id": uid, "now": now} for uid in user_ids])
-        unread = {uid: UnreadCount(count=count, seq=seq, version=version)
-                  for uid, seq, count, version in bumped.all()}
-        stored = [_notification(draft, unread[draft.user_id].seq, now) for draft in batch.drafts]
+        counted = sorted(draft.user_id for draft in batch.drafts if draft.in_inbox)
+        unread: dict[str, UnreadCount] = {}
+        if counted:
+            bumped = await conn.execute(self._bump_users,
+                                        [{"id": uid, "now": now} for uid in counted])
+            unread = {uid: UnreadCount(count=count, seq=seq, version=version)
+                      for uid, seq, count, version in bumped.all()}
+        uncounted = sorted(draft.user_id for draft in batch.drafts if not draft.in_inbox)
+        if uncounted:  # their rows must exist for the notifications' foreign key
+            await conn.execute(self._ensure_users,
+                               [{"id": uid, "now": now} for uid in uncounted])
+        rows = [_notification(draft, unread[draft.user_id].seq if draft.in_inbox else None, now)
+                for draft in batch.drafts]
         await conn.execute(notifications.insert(), [
             notification_values(item, idempotency_key=batch.idempotency_key,
-                                publisher=batch.publisher)
-            for item in stored])
-        return stored, unread
+                                publisher=batch.publisher, status=draft.status,
+                                decisions=draft.receipt_channels())
+            for draft, item in zip(batch.drafts, rows, strict=True)])
+        return rows, unread
 
 
-def _notification(draft: NotificationDraft, seq: int, now: datetime) -> Notification:
+def _notification(draft: NotificationDraft, seq: int | None, now: datetime) -> Notification:
     return Notification(
         id=uuid.uuid4(), user_id=draft.user_id, seq=seq, type=draft.type, title=draft.title,
         message=draft.message, data=draft.data, action_url=draft.action_url,
         priority=draft.priority, read=False, read_at=None, created_at=now,
-        expires_at=draft.expires_at,
+        expires_at=draft.expires_at, quiet=draft.quiet,
     )
 
 
 def _deliveries(drafts: list[NotificationDraft], stored: list[Notification], now: datetime
                 ) -> list[JobDraft]:
-    """One delivery job per recipient and outbound channel the pipeline decided to use."""
+    """One delivery job per recipient and outbound channel the pipeline decided to use. A
+    held delivery (quiet hours) is skipped when it falls due if its notification has been
+    read in the meantime."""
     return [
         JobDraft(kind=DELIVERY, due_at=decision.due_at or now, notification_id=item.id,
-                 user_id=item.user_id, channel=name, notification_type=item.type)
+                 user_id=item.user_id, channel=name, notification_type=item.type,
+                 payload={SKIP_IF_READ: True} if decision.is_held else {})
         for draft, item in zip(drafts, stored, strict=True)
         for name, decision in sorted(draft.channels.items()) if decision.enqueues
     ]

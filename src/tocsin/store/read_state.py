@@ -31,6 +31,7 @@ class ReadState:
                 notifications.update()
                 .where(notifications.c.id == notification_id,
                        notifications.c.user_id == user_id,
+                       notifications.c.seq.is_not(None),  # suppressed: not in the inbox
                        notifications.c.read == sa.false())
                 .values(read=True, read_at=now)
                 .returning(notifications.c.id)
@@ -38,7 +39,8 @@ class ReadState:
             if not changed:
                 exists = (await conn.execute(
                     sa.select(notifications.c.id).where(notifications.c.id == notification_id,
-                                                        notifications.c.user_id == user_id)
+                                                        notifications.c.user_id == user_id,
+                                                        notifications.c.seq.is_not(None))
                 )).first()
                 if exists is None:
                     raise NotFound("no such notification")

@@ -76,7 +76,10 @@ notifications = sa.Table(
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("user_id", UserId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("seq", sa.BigInteger(), nullable=False),
+    # None for a notification kept out of the inbox (its user turned the type off, or its
+    # live channel): it takes no seq, no count and no stream event, and stays for its
+    # outbound deliveries and for what analytics say about it.
+    sa.Column("seq", sa.BigInteger()),
     sa.Column("type", sa.String(128), nullable=False),
     sa.Column("title", sa.Text()),
     sa.Column("message", sa.Text()),
@@ -89,6 +92,12 @@ notifications = sa.Table(
     sa.Column("expires_at", UtcDateTime()),
     sa.Column("idempotency_key", sa.String(255)),
     sa.Column("publisher", sa.String(64)),
+    # Sent during the user's quiet hours: clients may show it without a sound.
+    sa.Column("quiet", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # `created` (in the inbox) or `suppressed` (kept out of it), and the receipt's decision
+    # per channel, as the publisher was told.
+    sa.Column("status", sa.String(16), nullable=False, server_default="created"),
+    sa.Column("decisions", Json),
     sa.UniqueConstraint("user_id", "seq"),
     sa.Index(
         "ix_notifications_unread",
@@ -128,8 +137,30 @@ preferences = sa.Table(
     metadata,
     sa.Column("user_id", UserId, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("type", sa.String(128), primary_key=True),
-    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    # None: the user changed only channels, and whether the type is on stays the default.
+    sa.Column("enabled", sa.Boolean()),
     sa.Column("channels", Json, nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# A user's switches over every type: the global mute, one switch per category, quiet hours.
+user_settings = sa.Table(
+    "user_settings",
+    metadata,
+    sa.Column("user_id", UserId, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("muted", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("categories", Json, nullable=False),
+    sa.Column("quiet_hours", Json),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# Types defined or changed through the API; `definition` None removes a type (a built-in or
+# one from tocsin.toml) from this server.
+notification_types = sa.Table(
+    "notification_types",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("definition", Json),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 

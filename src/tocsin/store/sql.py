@@ -8,8 +8,9 @@ Each concept has its module (`publishing`, `inbox`, `read_state`, `users`, `keys
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,12 +23,16 @@ from tocsin.domain.models import (
     UnreadCount,
     UserProfile,
 )
+from tocsin.domain.preferences import Recipient, UserPreferences
+from tocsin.domain.quiet_hours import QuietHours
 from tocsin.store.database import SqlDatabase
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.inbox import Inbox
 from tocsin.store.keys import ApiKeys
+from tocsin.store.preferences import Preferences
 from tocsin.store.publishing import Publishing
 from tocsin.store.read_state import ReadState
+from tocsin.store.types import TypeRows
 from tocsin.store.users import Profiles
 
 
@@ -42,6 +47,8 @@ class SqlStore:
         self._reads = ReadState(self.db)
         self._profiles = Profiles(self.db)
         self._keys = ApiKeys(self.db)
+        self._preferences = Preferences(self.db)
+        self._types = TypeRows(self.db)
 
     @property
     def url(self) -> str:
@@ -117,3 +124,33 @@ class SqlStore:
 
     async def purge_idempotency_keys(self, now: datetime) -> int:
         return await self._idempotency.purge(now)
+
+    # -- preferences and types -----------------------------------------------------------------
+
+    async def recipients(self, user_ids: Sequence[str], type_: str) -> dict[str, Recipient]:
+        return await self._preferences.recipients(user_ids, type_)
+
+    async def preferences_of(self, user_id: str) -> UserPreferences:
+        return await self._preferences.of_user(user_id)
+
+    async def put_type_preference(self, user_id: str, type_: str, enabled: bool | None,
+                                  channels: dict[str, bool], now: datetime) -> None:
+        await self._preferences.put_type(user_id, type_, enabled, channels, now)
+
+    async def clear_type_preference(self, user_id: str, type_: str) -> None:
+        await self._preferences.clear_type(user_id, type_)
+
+    async def put_user_settings(self, user_id: str, now: datetime, *, muted: bool | None = None,
+                                categories: dict[str, bool] | None = None,
+                                quiet_hours: QuietHours | None = None,
+                                clear_quiet_hours: bool = False) -> None:
+        await self._preferences.put_settings(user_id, now, muted=muted, categories=categories,
+                                             quiet_hours=quiet_hours,
+                                             clear_quiet_hours=clear_quiet_hours)
+
+    async def type_rows(self) -> dict[str, dict[str, Any] | None]:
+        return await self._types.all()
+
+    async def put_type_row(self, name: str, definition: dict[str, Any] | None, now: datetime
+                           ) -> None:
+        await self._types.put(name, definition, now)

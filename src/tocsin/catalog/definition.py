@@ -1,0 +1,90 @@
+"""A type's definition as an operator writes it, in `tocsin.toml` (`[types.comment]`) or in
+`PUT /v1/types/{type}`: one shape for both, checked the same way, templates compiled before
+anything is kept."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+
+from tocsin.domain.types import NotificationType, Text
+from tocsin.templating import MAX_SOURCE, compile_template
+
+#: A type's name: what publishers send as `type`.
+TYPE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+TYPE_NAME_MAX = 128
+LOCALE_PATTERN = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+MAX_LOCALES = 64
+
+Template = Annotated[str, StringConstraints(max_length=MAX_SOURCE)]
+Locale = Annotated[str, StringConstraints(max_length=35, pattern=LOCALE_PATTERN)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+
+
+class LocaleText(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: Template | None = None
+    message: Template | None = None
+
+
+class TypeDefinition(BaseModel):
+    """Everything a type says; every field may be left out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [{
+        "title": "{{ actor }} commented on {{ post_title | default('your post') }}",
+        "message": "{{ excerpt }}",
+        "action_url": "/posts/{{ post_id }}#comment-{{ comment_id }}",
+        "locales": {"fr": {"title": "{{ actor }} a commenté {{ post_title }}"}},
+        "category": "social",
+        "channels": {"web": True, "email": True, "push": False},
+        "critical": False,
+        "description": "Comments on your posts",
+    }]})
+
+    title: Template | None = None
+    message: Template | None = None
+    action_url: Template | None = None
+    locales: dict[Locale, LocaleText] = Field(default_factory=dict, max_length=MAX_LOCALES)
+    category: Category | None = None
+    channels: dict[Literal["web", "email", "push"], StrictBool] = Field(default_factory=dict)
+    critical: StrictBool = False
+    description: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    def to_type(self, name: str) -> NotificationType:
+        """The type, once every template compiles (else `TemplateError` naming the field)."""
+        for field, source in self._templates():
+            compile_template(source, field)
+        channels: dict[str, bool] = {"web": True, "email": False, "push": False}
+        channels.update(self.channels.items())
+        return NotificationType(
+            name=name, title=self.title, message=self.message, action_url=self.action_url,
+            locales={code.lower(): Text(text.title, text.message)
+                     for code, text in self.locales.items()},
+            category=self.category, channels=channels, critical=self.critical,
+            description=self.description,
+        )
+
+    def _templates(self) -> list[tuple[str, str]]:
+        found = [(name, value) for name, value in
+                 (("title", self.title), ("message", self.message),
+                  ("action_url", self.action_url)) if value is not None]
+        for code, text in self.locales.items():
+            found += [(f"locales.{code}.{name}", value) for name, value in
+                      (("title", text.title), ("message", text.message)) if value is not None]
+        return found
+
+
+def definition_of(kind: NotificationType) -> dict[str, Any]:
+    """The stored form of a type: its JSON without the name."""
+    body = kind.to_json()
+    del body["type"]
+    return body
+
+
+def type_of(name: str, definition: dict[str, Any]) -> NotificationType:
+    """A type from its stored form (checked when it was stored)."""
+    return TypeDefinition.model_validate(definition).to_type(name)
+
