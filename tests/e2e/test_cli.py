@@ -32,7 +32,7 @@ def test_embedded_serve_keeps_its_key_and_secret_across_restarts(tmp_path: Path)
         assert key in server.output()
         token = run_cli("token", "--user", user, env=env, cwd=tmp_path).stdout.strip()
         published = httpx.post(f"{server.url}/v1/notifications",
-                               json={"user_id": user, "type": "hello"},
+                               json={"user_id": user, "type": "hello", "title": "Hello"},
                                headers={"Authorization": f"Bearer {key}"})
         assert published.status_code == 202, published.text
     for name in ("tocsin.key", "tocsin.jwt-secret"):
@@ -56,7 +56,7 @@ def test_keys_create_list_revoke(database_url: str, tmp_path: Path) -> None:
     assert key.group(1) not in listed.stdout
     with tocsin_server(env, tmp_path) as server:
         headers = {"Authorization": f"Bearer {key.group(1)}"}
-        body = {"user_id": new_user(), "type": "hello"}
+        body = {"user_id": new_user(), "type": "hello", "title": "Hello"}
         ok = httpx.post(f"{server.url}/v1/notifications", json=body, headers=headers)
         assert ok.status_code == 202
         revoked = run_cli("keys", "revoke", key_id.group(1), env=env, cwd=tmp_path)

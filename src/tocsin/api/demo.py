@@ -19,16 +19,21 @@ from tocsin.pipeline.base import PublishRequest
 router = APIRouter(include_in_schema=False)
 DEMO_USER = "demo"
 
-_SAMPLES = {
-    "comment": ("Alice commented on your post", "Great write-up, thanks for sharing!"),
-    "mention": ("Bob mentioned you", "@demo can you take a look at this?"),
-    "like": ("Carol liked your post", "Your post \u201cHello, Tocsin\u201d has a new like."),
+#: What a backend would send: a built-in type and its data; the type's templates make the
+#: text ("Alice commented on your post").
+_SAMPLES: dict[str, dict[str, object]] = {
+    "comment": {"actor": "Alice", "excerpt": "Great write-up, thanks for sharing!"},
+    "mention": {"actor": "Bob", "excerpt": "@demo can you take a look at this?"},
+    "like": {"actor": "Carol", "target": "\u201cHello, Tocsin\u201d"},
+    "follow": {"actor": "Dan"},
+    "payment": {"status": "received", "amount": "\u20ac12.00",
+                "details": "Thank you for your order."},
 }
 
 
 class DemoBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["comment", "mention", "like"]
+    kind: Literal["comment", "mention", "like", "follow", "payment"]
 
 
 @router.get("/")
@@ -46,10 +51,8 @@ async def demo_token(svc: ServicesDep) -> OrjsonResponse:
 
 @router.post("/demo/notifications", status_code=202)
 async def demo_publish(body: DemoBody, svc: ServicesDep) -> OrjsonResponse:
-    title, message = _SAMPLES[body.kind]
     outcome = await svc.pipeline.publish(
-        PublishRequest(user_ids=[DEMO_USER], type=body.kind, data={"demo": True}, title=title,
-                       message=message),
+        PublishRequest(user_ids=[DEMO_USER], type=body.kind, data=dict(_SAMPLES[body.kind])),
         publisher="demo",
     )
     return OrjsonResponse({"notifications": outcome.notifications}, status_code=202)
