@@ -14,6 +14,7 @@ from tocsin.jobs.base import Jobs
 from tocsin.jobs.worker import Worker
 from tocsin.pipeline.pipeline import PublishPipeline
 from tocsin.pipeline.reads import Reads
+from tocsin.pipeline.recipients import RecipientDirectory
 from tocsin.realtime.node import Realtime
 from tocsin.settings import Settings
 from tocsin.store.base import Store
@@ -32,6 +33,7 @@ class Services:
     jobs: Jobs
     channels: dict[str, Channel]
     catalog: TypeCatalog
+    recipients: RecipientDirectory
     #: The jobs worker; it runs inside the server when `worker_in_process` is set.
     worker: Worker
 

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         description="Hosts a type's action_url template may link to (paths starting with / "
         "are always allowed)",
     )
+    recipients_cache_seconds: float = Field(
+        default=30.0, ge=0, le=3600,
+        description="Longest a node keeps a recipient's profile and preferences if a change "
+        "signal is lost (changes normally apply within a second); 0 reads them on every publish",
+    )
     types_refresh_seconds: float = Field(
         default=30.0, gt=0, le=3600,
         description="Longest a node keeps its copy of the types when a change signal is lost",

@@ -25,7 +25,7 @@ from tocsin.pipeline.base import PublishAnnouncer, Stage
 from tocsin.pipeline.pipeline import PublishPipeline
 from tocsin.pipeline.quiet_hours import QuietHoursStage
 from tocsin.pipeline.reads import Reads
-from tocsin.pipeline.recipients import Recipients
+from tocsin.pipeline.recipients import RecipientDirectory, Recipients
 from tocsin.pipeline.routing import Routing
 from tocsin.pipeline.scheduling import Scheduling
 from tocsin.pipeline.texts import Texts
@@ -93,10 +93,12 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
     if settings.worker_in_process:
         announcers.append(WorkerWake(worker.wake))
     catalog = build_catalog(settings, store, bus, clock)
+    directory = RecipientDirectory(store, bus, clock,
+                                   ttl_seconds=settings.recipients_cache_seconds)
     stages: list[Stage] = [
         Validation(max_batch_users=settings.max_batch_users,
                    channels={LIVE_CHANNEL, *channels}),
-        Recipients(store),
+        Recipients(directory),
         Texts(catalog, action_url_hosts=settings.action_url_hosts),
         Routing(outbound=channels),
         QuietHoursStage(),
@@ -116,5 +118,6 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
         jobs=jobs,
         channels=channels,
         catalog=catalog,
+        recipients=directory,
         worker=worker,
     )

@@ -120,37 +120,37 @@ async def test_events_of_one_node_arrive_in_publish_order_across_users(
 async def test_a_signal_reaches_the_listeners_of_its_topic_only(bus: tuple[Bus, Received]
                                                                 ) -> None:
     implementation, _ = bus
-    heard: list[str] = []
-    implementation.listen("types", lambda: heard.append("types"))
-    implementation.listen("other", lambda: heard.append("other"))
+    heard: list[tuple[str, str | None]] = []
+    implementation.listen("types", lambda subject: heard.append(("types", subject)))
+    implementation.listen("other", lambda subject: heard.append(("other", subject)))
     await implementation.signal("types")
     for _ in range(500):
         if heard:
             break
         await asyncio.sleep(0.01)
-    await implementation.signal("types")
+    await implementation.signal("types", "user 7")
     for _ in range(500):
         if len(heard) >= 2:
             break
         await asyncio.sleep(0.01)
-    assert heard == ["types", "types"]
+    assert heard == [("types", ""), ("types", "user 7")]
 
 
 @pytest.mark.redis
 async def test_a_signal_from_one_node_reaches_another() -> None:
     sender, receiver = redis_bus(), redis_bus()
-    heard: list[str] = []
+    heard: list[str | None] = []
     for node in (sender, receiver):
         node.set_handler(Received(), Received().gap)
         await node.start()
     try:
-        receiver.listen("types", lambda: heard.append("types"))
-        await sender.signal("types")
+        receiver.listen("recipients", heard.append)
+        await sender.signal("recipients", "u-42")
         for _ in range(500):
             if heard:
                 break
             await asyncio.sleep(0.01)
-        assert heard == ["types"]
+        assert heard == ["u-42"]
     finally:
         await sender.close()
         await receiver.close()

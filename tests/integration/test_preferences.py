@@ -194,7 +194,7 @@ async def test_the_effective_settings_of_every_type(app: Api) -> None:
     assert types[SOCIAL] == {"type": SOCIAL, "enabled": True,
                              "channels": {"web": True, "email": False, "push": False},
                              "customized": True, "critical": False, "category": CATEGORY,
-                             "description": None}
+                             "description": None, "why": None}
     assert types["comment"]["customized"] is False
     assert types["comment"]["channels"] == {"web": True, "email": False, "push": False}
     assert types["payment"]["critical"] is True and types["payment"]["enabled"] is True
@@ -212,10 +212,14 @@ async def test_put_returns_the_effective_result_and_merges_channels(app: Api) ->
                           json={"channels": {"push": True}})
     assert second["channels"] == {"web": True, "email": False, "push": True}
     third = await app.me(user, f"preferences/{SOCIAL}", method="PUT", json={"enabled": False})
-    assert (third["enabled"], third["channels"]["email"]) == (False, False)
+    assert (third["enabled"], third["channels"]["email"], third["why"]) == (
+        False, False, "preference")
     back = await app.me(user, f"preferences/{SOCIAL}", method="DELETE")
-    assert back == {**third, "enabled": True, "customized": False,
+    assert back == {**third, "enabled": True, "customized": False, "why": None,
                     "channels": {"web": True, "email": True, "push": False}}
+    await put_settings({"muted": True})(app, user)
+    muted = {e["type"]: e for e in (await app.me(user, "preferences"))["types"]}[SOCIAL]
+    assert (muted["enabled"], muted["why"]) == (False, "muted")
 
 
 async def test_the_publisher_manages_a_user_s_preferences(app: Api) -> None:

@@ -67,18 +67,21 @@ async def _put_type(svc: Services, user_id: str, type_: str, body: TypePreferenc
                                details={"type": type_, "critical": True})
     await svc.store.put_type_preference(user_id, type_, body.enabled, channels,
                                         svc.clock.now())
+    await svc.recipients.changed(user_id)
     return _entry(kind, await svc.store.preferences_of(user_id))
 
 
 async def _reset_type(svc: Services, user_id: str, type_: str) -> TypePreferenceOut:
     kind = await _known(svc, type_)
     await svc.store.clear_type_preference(user_id, type_)
+    await svc.recipients.changed(user_id)
     return _entry(kind, await svc.store.preferences_of(user_id))
 
 
 async def _put_settings(svc: Services, user_id: str, body: PreferencesBody) -> PreferencesOut:
     await svc.store.put_user_settings(user_id, svc.clock.now(), muted=body.muted,
                                       categories=body.categories)
+    await svc.recipients.changed(user_id)
     return await _document(svc, user_id)
 
 
@@ -91,6 +94,7 @@ async def _put_quiet_hours(svc: Services, user_id: str, body: QuietHoursBody) ->
     except QuietHoursError as exc:
         raise InvalidInput(str(exc), details={"field": str(exc).split(":", 1)[0]}) from None
     await svc.store.put_user_settings(user_id, svc.clock.now(), quiet_hours=window)
+    await svc.recipients.changed(user_id)
     return QuietHoursOut(**window.to_json())
 
 
@@ -114,6 +118,7 @@ async def _get_quiet_hours(svc: Services, user_id: str) -> QuietHoursOut:
 
 async def _clear_quiet_hours(svc: Services, user_id: str) -> Response:
     await svc.store.put_user_settings(user_id, svc.clock.now(), clear_quiet_hours=True)
+    await svc.recipients.changed(user_id)
     return Response(status_code=204)
 
 

@@ -281,6 +281,9 @@ class TypePreferenceOut(BaseModel):
     critical: bool = Field(description="always on: cannot be turned off, never held back")
     category: str | None
     description: str | None
+    why: Literal["muted", "category", "preference"] | None = Field(
+        default=None, description="what turned the type off when `enabled` is false: the "
+        "global mute, its category, or the user's own switch for it")
 
 
 class QuietHoursOut(BaseModel):

@@ -25,6 +25,7 @@ async def put_user(user_id: UserIdPath, body: UserBody, svc: ServicesDep,
     profile = UserProfile(id=user_id, email=body.email, name=body.name, locale=body.locale,
                           timezone=body.timezone)
     await svc.store.put_user(profile, svc.clock.now())
+    await svc.recipients.changed(user_id)  # its address, locale and zone shape publishes
     return UserResponse(**profile.to_json())
 
 

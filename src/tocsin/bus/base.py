@@ -11,8 +11,10 @@ from tocsin.domain.events import Event
 Handler = Callable[[str, Event], None]
 #: Called when events may have been lost: for one user, or for every user (None).
 GapHandler = Callable[[str | None], None]
-#: Called, on the event loop, when a topic was signalled (by any node, this one included).
-Listener = Callable[[], None]
+#: Called, on the event loop, when a topic was signalled (by any node, this one included),
+#: with the signal's subject (what changed: a user id, or "" for the whole topic). After a
+#: reconnect it is called with None: anything may have changed.
+Listener = Callable[[str | None], None]
 
 
 class Bus(Protocol):
@@ -35,10 +37,11 @@ class Bus(Protocol):
       the state of the bus: a hung bus never holds back the acknowledgement of a commit.
     - A node receives only the users it subscribed to; `subscribe` returns once events
       published afterwards will be delivered.
-    - Signals (`signal(topic)`) reach the listeners of that topic on every node, this one
-      included, at most once; a node that may have missed one (it reconnected) calls every
-      listener of every topic, so a signal means "look again", never "here is the change".
-      `signal` is bounded like `publish` and never raises.
+    - Signals (`signal(topic, subject)`) reach the listeners of that topic on every node,
+      this one included, at most once; a node that may have missed one (it reconnected) calls
+      every listener of every topic with the subject None ("anything"), so a signal means
+      "look again", never "here is the change". `signal` is bounded like `publish` and never
+      raises.
     """
 
     def set_handler(self, handler: Handler, on_gap: GapHandler) -> None:
@@ -60,7 +63,7 @@ class Bus(Protocol):
     def listen(self, topic: str, listener: Listener) -> None:
         """Call `listener` whenever `topic` is signalled (see the guarantees above)."""
 
-    async def signal(self, topic: str) -> None:
-        """Tell every node's listeners of `topic` to look again."""
+    async def signal(self, topic: str, subject: str = "") -> None:
+        """Tell every node's listeners of `topic` to look again at `subject`."""
 
     async def unsubscribe(self, user_id: str) -> None: ...

@@ -46,6 +46,6 @@ class MemoryBus:
     def listen(self, topic: str, listener: Listener) -> None:
         self._listeners[topic].append(listener)
 
-    async def signal(self, topic: str) -> None:
+    async def signal(self, topic: str, subject: str = "") -> None:
         for listener in tuple(self._listeners[topic]):
-            listener()
+            listener(subject)

@@ -210,21 +210,26 @@ class RedisBus:
     def listen(self, topic: str, listener: Listener) -> None:
         self._listeners[topic].append(listener)
 
-    async def signal(self, topic: str) -> None:
+    async def signal(self, topic: str, subject: str = "") -> None:
         try:
-            await asyncio.wait_for(self._publisher.publish(SIGNALS, topic),
+            await asyncio.wait_for(self._publisher.publish(SIGNALS, f"{topic} {subject}"),
                                    self._publish_timeout)
         except (RedisError, OSError, TimeoutError) as exc:
             # Every node also looks again on its own schedule (the catalog's refresh).
             log.warning("bus signal %r not sent: %s", topic, exc or type(exc).__name__)
 
-    def _signalled(self, topic: str | None) -> None:
-        """Call the listeners of `topic`, or of every topic (None: signals may be missed)."""
-        topics = list(self._listeners) if topic is None else [topic]
+    def _signalled(self, message: str | None) -> None:
+        """Call the listeners of the message's topic with its subject, or every listener with
+        None (signals may have been missed)."""
+        if message is None:
+            topics, subject = list(self._listeners), None
+        else:
+            topic, _, subject = message.partition(" ")
+            topics = [topic]
         for name in topics:
             for listener in tuple(self._listeners.get(name, ())):
                 try:
-                    listener()
+                    listener(subject)
                 except Exception:
                     log.exception("listener of signal %r failed", name)
 

@@ -48,7 +48,7 @@ class TypeCatalog:
         self._lock = asyncio.Lock()
         bus.listen(TOPIC, self._stale)
 
-    def _stale(self) -> None:
+    def _stale(self, subject: str | None = None) -> None:
         self._generation += 1
 
     async def get(self, name: str) -> NotificationType | None:

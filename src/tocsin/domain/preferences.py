@@ -66,7 +66,7 @@ class Effective:
     def to_json(self, kind: NotificationType) -> dict[str, object]:
         return {"type": self.type, "enabled": self.enabled, "channels": self.channels,
                 "customized": self.customized, "critical": self.critical,
-                "category": kind.category, "description": kind.description}
+                "category": kind.category, "description": kind.description, "why": self.why}
 
 
 def effective(kind: NotificationType, prefs: UserPreferences) -> Effective:

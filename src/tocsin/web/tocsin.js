@@ -37,6 +37,30 @@ async function refusesThisOrigin(server) {
   return true;
 }
 
+// A refused request: `status`, and the server's error `code` and `message` when it sent one
+// (every error body is `{"error": {"code", "message"}}`).
+export class TocsinApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = "TocsinApiError";
+    this.status = status;
+    this.code = code;
+  }
+
+  static async from(path, response) {
+    let code = "error";
+    let message = `${path}: HTTP ${response.status}`;
+    try {
+      const body = await response.json();
+      if (body && body.error) {
+        if (body.error.code) code = String(body.error.code);
+        if (body.error.message) message = String(body.error.message);
+      }
+    } catch (error) { /* no JSON body: the status says it all */ }
+    return new TocsinApiError(response.status, code, message);
+  }
+}
+
 export class TocsinClient extends EventTarget {
   constructor({ server = "", token, getToken = null, transport = "auto" } = {}) {
     super();
@@ -73,7 +97,8 @@ export class TocsinClient extends EventTarget {
       this.token = await this.getToken(); // once: a server refusing fresh tokens is not retried
       return this._api(path, options, true);
     }
-    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+    if (!response.ok) throw await TocsinApiError.from(path, response);
+    if (response.status === 204) return null;
     return response.json();
   }
 
@@ -135,6 +160,34 @@ export class TocsinClient extends EventTarget {
 
   _applyReadAll(seq) {
     for (const item of this.items.values()) if (item.seq <= seq) item.read = true;
+  }
+
+  // -- preferences ----------------------------------------------------------------------------
+
+  preferences() {
+    return this._api("/v1/me/preferences");
+  }
+
+  // `change` is `{"enabled": bool}` or `{"channels": {name: bool}}`; resolves to the type's entry.
+  setPreference(type, change) {
+    return this._api(`/v1/me/preferences/${encodeURIComponent(type)}`,
+      { method: "PUT", body: JSON.stringify(change) });
+  }
+
+  resetPreference(type) {
+    return this._api(`/v1/me/preferences/${encodeURIComponent(type)}`, { method: "DELETE" });
+  }
+
+  setMuted(muted) {
+    return this._api("/v1/me/preferences", { method: "PUT", body: JSON.stringify({ muted }) });
+  }
+
+  setQuietHours(window) {
+    return this._api("/v1/me/quiet-hours", { method: "PUT", body: JSON.stringify(window) });
+  }
+
+  clearQuietHours() {
+    return this._api("/v1/me/quiet-hours", { method: "DELETE" });
   }
 
   // -- the stream -----------------------------------------------------------------------------
@@ -324,7 +377,90 @@ const STYLE = `
   li .message { color: var(--tocsin-message-color, #555); }
   li .when { color: var(--tocsin-muted-color, #999); font-size: 11px; }
   .empty { padding: 16px; color: var(--tocsin-muted-color, #888); text-align: center; }
+  .list-view[hidden], .preferences[hidden], .preferences [hidden] { display: none; }
+  header .actions { display: flex; align-items: center; gap: 4px; }
+  header button.gear { display: inline-flex; padding: 2px; }
+  .preferences header { justify-content: flex-start; gap: 8px; }
+  .preferences .error { margin: 8px 12px; padding: 6px 8px; border-radius: 4px;
+                        color: var(--tocsin-error-color, #a00);
+                        background: var(--tocsin-error-background, #fdecea); }
+  .preferences .status { padding: 8px 12px; color: var(--tocsin-muted-color, #888); }
+  .preferences input { accent-color: var(--tocsin-accent-color, #06c); }
+  .preferences input[type=time], .preferences input[type=text] {
+    font: inherit; color: inherit; background: transparent; padding: 1px 4px; border-radius: 4px;
+    border: 1px solid var(--tocsin-panel-border-color, #ddd); }
+  .preferences input[type=text] { width: 150px; }
+  .preferences .mute { display: flex; align-items: center; gap: 6px; padding: 8px 12px; font-weight: 600;
+                       border-bottom: 1px solid var(--tocsin-divider-color, #eee); }
+  .type { padding: 8px 12px; border-bottom: 1px solid var(--tocsin-divider-color, #f2f2f2); }
+  .types.muted .type:not(.critical) .name { color: var(--tocsin-muted-color, #999); }
+  .type .name { font-weight: 600; }
+  .type .lock { display: inline-flex; align-items: center; gap: 2px; margin-left: 6px; font-weight: 400;
+                font-size: 11px; color: var(--tocsin-muted-color, #999); }
+  .type.critical .controls { color: var(--tocsin-muted-color, #999); }
+  .type .controls, .quiet .days, .quiet .times { display: flex; flex-wrap: wrap; align-items: center;
+                                                 gap: 4px 10px; margin-top: 4px; font-size: 12px; }
+  .quiet .days { gap: 4px 6px; }
+  .type .controls label, .quiet .days label { display: inline-flex; align-items: center; gap: 2px; }
+  .preferences button.reset, .quiet button { background: none; border: 0; padding: 0; cursor: pointer;
+                                              font: inherit; color: var(--tocsin-accent-color, #06c); }
+  .preferences button:disabled { color: var(--tocsin-muted-color, #999); cursor: default; }
+  .quiet { border: 0; margin: 0; padding: 8px 12px; }
+  .quiet legend { font-weight: 600; padding: 0; }
+  .quiet .state { color: var(--tocsin-muted-color, #888); font-size: 12px; }
+  .quiet .buttons { display: flex; gap: 12px; margin-top: 8px; }
 `;
+
+const CHANNELS = ["web", "email", "push"];
+const CHANNEL_LABELS = { web: "Web", email: "Email", push: "Push" };
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const DAY_NAMES = { mon: "Monday", tue: "Tuesday", wed: "Wednesday", thu: "Thursday",
+                    fri: "Friday", sat: "Saturday", sun: "Sunday" };
+const LOCKED = "Always on: critical";
+const ENABLED = 'input[data-control="enabled"]';
+const MUTED = "Muted: turn off \"Mute all\" to change";
+const GEAR = "M19.4 13a7.5 7.5 0 0 0 0-2l2.1-1.6-2-3.5-2.5 1a7.6 7.6 0 0 0-1.7-1L15 3.3h-4l-.4 2.6" +
+  "a7.6 7.6 0 0 0-1.7 1l-2.5-1-2 3.5L6.6 11a7.5 7.5 0 0 0 0 2l-2.1 1.6 2 3.5 2.5-1a7.6 7.6 0 0 0 " +
+  "1.7 1l.4 2.6h4l.4-2.6a7.6 7.6 0 0 0 1.7-1l2.5 1 2-3.5zM13 15.5a3.5 3.5 0 1 1 0-7 3.5 3.5 0 0 1 " +
+  "0 7z";
+
+// An element with its properties and children; strings become text nodes, never HTML.
+function el(tag, properties = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(properties)) {
+    if (value === undefined || value === null) continue;
+    if (name in node && !name.includes("-") && name !== "part" && name !== "role") {
+      node[name] = value; // className, textContent, type, checked, disabled, hidden, title…
+    } else {
+      node.setAttribute(name, String(value)); // part, role, aria-*, data-*
+    }
+  }
+  node.append(...children);
+  return node;
+}
+
+// A padlock and "Always on", titled LOCKED: a critical type's mark.
+function lockMark() {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("width", "12");
+  svg.setAttribute("height", "12");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("fill", "currentColor");
+  path.setAttribute("d", "M17 9V7A5 5 0 0 0 7 7v2H5v13h14V9zM9 7a3 3 0 0 1 6 0v2H9z");
+  svg.append(path);
+  return el("span", { className: "lock", role: "img", title: LOCKED, "aria-label": LOCKED },
+    svg, el("span", { textContent: "Always on", "aria-hidden": "true" }));
+}
+
+function browserTimeZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  } catch (error) {
+    return "UTC";
+  }
+}
 
 export class TocsinBell extends HTMLElement {
   constructor() {
@@ -374,11 +510,14 @@ export class TocsinBell extends HTMLElement {
     root.innerHTML = `<style>${STYLE}</style>
       <button class="bell" part="bell" aria-label="Notifications"><svg width="22" height="22" viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor" d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1z"/></svg><span class="badge" hidden>0</span></button>
       <div class="panel" hidden>
-        <header><strong>Notifications</strong><button class="all">Mark all read</button></header>
-        <ul></ul>
+        <div class="list-view">
+          <header><strong>Notifications</strong><span class="actions"><button class="all">Mark all read</button><button class="gear" part="preferences-button" aria-label="Preferences" title="Preferences"><svg width="16" height="16" viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor" fill-rule="evenodd" d="${GEAR}"/></svg></button></span></header>
+          <ul></ul>
+        </div>
       </div>`;
     this._badge = root.querySelector(".badge");
     this._panel = root.querySelector(".panel");
+    this._listView = root.querySelector(".list-view");
     this._list = root.querySelector("ul");
     root.querySelector(".bell").addEventListener("click", () => {
       this._panel.hidden = !this._panel.hidden;
@@ -386,6 +525,242 @@ export class TocsinBell extends HTMLElement {
     root.querySelector(".all").addEventListener("click", () => {
       if (this._client) this._client.markAllRead().catch((error) => console.error("tocsin:", error));
     });
+    this._buildPreferences();
+    root.querySelector(".gear").addEventListener("click", () => this.showPreferences());
+  }
+
+  // -- preferences ----------------------------------------------------------------------------
+
+  // The preferences view: built once, empty; filled from the server each time it opens.
+  _buildPreferences() {
+    this._muted = false;
+    this._rows = new Map(); // type -> its row element
+    this._entries = new Map(); // type -> the entry the server last gave for it
+    const back = el("button", { className: "back", textContent: "‹ Back" });
+    back.addEventListener("click", () => this.showList());
+    this._error = el("div", { className: "error", role: "alert", part: "preferences-error",
+                              hidden: true });
+    this._status = el("div", { className: "status", hidden: true });
+    this._mute = el("input", { type: "checkbox", role: "switch", className: "mute-all" });
+    this._mute.addEventListener("change", () => this._changeMuted());
+    this._muteRow = el("label", { className: "mute" }, this._mute, "Mute all (except critical)");
+    this._types = el("div", { className: "types" });
+
+    const field = (name, type, label) => {
+      const input = el("input", { type, name, className: name });
+      return [input, el("label", {}, label, " ", input)];
+    };
+    const [start, startLabel] = field("start", "time", "From");
+    const [end, endLabel] = field("end", "time", "to");
+    const [timezone, timezoneLabel] = field("timezone", "text", "Time zone");
+    timezone.autocomplete = "off";
+    timezone.spellcheck = false;
+    this._quietInputs = { start, end, timezone, days: new Map() };
+    const days = el("div", { className: "days", role: "group", "aria-label": "Days" });
+    for (const day of DAYS) {
+      const box = el("input", { type: "checkbox", name: "days", value: day, checked: true,
+                                "aria-label": DAY_NAMES[day] });
+      this._quietInputs.days.set(day, box);
+      days.append(el("label", { title: DAY_NAMES[day] }, box, DAY_NAMES[day].slice(0, 2)));
+    }
+    this._quietState = el("div", { className: "state" });
+    this._quietSave = el("button", { className: "save", textContent: "Save" });
+    this._quietClear = el("button", { className: "clear", textContent: "Clear" });
+    this._quietSave.addEventListener("click", () => this._saveQuietHours());
+    this._quietClear.addEventListener("click", () => this._clearQuietHours());
+    this._quiet = el("fieldset", { className: "quiet", part: "quiet-hours" },
+      el("legend", { textContent: "Quiet hours" }), this._quietState,
+      el("div", { className: "times" }, startLabel, endLabel), el("div", { className: "times" }, timezoneLabel),
+      days, el("div", { className: "buttons" }, this._quietSave, this._quietClear));
+
+    this._preferences = el("section", { className: "preferences", part: "preferences",
+                                        hidden: true, "aria-label": "Preferences" },
+      el("header", {}, back, el("strong", { textContent: "Preferences" })),
+      this._error, this._status, this._muteRow, this._types, this._quiet);
+    this._panel.append(this._preferences);
+    this._fillQuietHours(null);
+  }
+
+  // Opens the preferences view in the panel, and loads them.
+  async showPreferences() {
+    this._panel.hidden = false;
+    this._listView.hidden = true;
+    this._preferences.hidden = false;
+    this._showError(null);
+    this._muteRow.hidden = true;
+    this._types.replaceChildren();
+    this._quiet.hidden = true;
+    if (!this.client) {
+      this._showStatus("Not connected");
+      return;
+    }
+    this._showStatus("Loading…");
+    try {
+      this._renderPreferences(await this.client.preferences());
+      this._showStatus(null);
+    } catch (error) {
+      this._showStatus(null);
+      this._showError(error);
+    }
+  }
+
+  showList() {
+    this._preferences.hidden = true;
+    this._listView.hidden = false;
+  }
+
+  _showStatus(text) {
+    this._status.hidden = !text;
+    this._status.textContent = text || "";
+  }
+
+  _showError(error) {
+    const message = !error ? "" : error instanceof TocsinApiError ? error.message
+      : "The server could not be reached; try again.";
+    this._error.textContent = message;
+    this._error.hidden = !message;
+  }
+
+  _renderPreferences(document_) {
+    this._muted = Boolean(document_.muted);
+    this._mute.checked = this._muted;
+    this._muteRow.hidden = false;
+    this._types.classList.toggle("muted", Boolean(document_.muted));
+    this._rows.clear();
+    this._entries.clear();
+    this._types.replaceChildren();
+    for (const entry of document_.types || []) {
+      this._entries.set(entry.type, entry);
+      const row = this._typeRow(entry);
+      this._rows.set(entry.type, row);
+      this._types.append(row);
+    }
+    this._fillQuietHours(document_.quiet_hours || null);
+    this._quiet.hidden = false;
+  }
+
+  _typeRow(entry) {
+    const label = entry.description || entry.type;
+    const locked = Boolean(entry.critical);
+    const row = el("div", { className: locked ? "type critical" : "type", part: "preference",
+                            role: "group", "aria-label": label, "data-type": entry.type,
+                            title: locked ? LOCKED : undefined });
+    const name = el("div", { className: "name", textContent: label });
+    if (locked) name.append(lockMark());
+    const controls = el("div", { className: "controls" });
+    // Muted, every type but the critical ones is off whatever its own switch says (the server
+    // answers with the effective settings): the switch waits for "Mute all" to be turned off.
+    const muted = this._muted && !locked;
+    const enabled = el("input", { type: "checkbox", role: "switch", checked: Boolean(entry.enabled),
+                                  disabled: locked || muted, "data-control": "enabled",
+                                  title: muted ? MUTED : undefined });
+    enabled.addEventListener("change", () => this._changeType(entry.type, ENABLED,
+      () => this.client.setPreference(entry.type, { enabled: enabled.checked })));
+    controls.append(el("label", {}, enabled, "On"));
+    for (const channel of CHANNELS) {
+      const on = Boolean(entry.channels && entry.channels[channel]);
+      const box = el("input", { type: "checkbox", checked: on, disabled: locked,
+                                "data-channel": channel });
+      box.addEventListener("change", () => this._changeType(entry.type,
+        `input[data-channel="${channel}"]`, () => this.client.setPreference(entry.type, { channels: { [channel]: box.checked } })));
+      controls.append(el("label", {}, box, CHANNEL_LABELS[channel] || channel));
+    }
+    if (entry.customized && !locked) {
+      const reset = el("button", { className: "reset", textContent: "Reset",
+                                   "aria-label": `Reset ${label}` });
+      reset.addEventListener("click", () => this._changeType(entry.type, ENABLED,
+        () => this.client.resetPreference(entry.type)));
+      controls.append(reset);
+    }
+    row.append(name, controls);
+    return row;
+  }
+
+  // One change of a type's row: its controls wait for the answer; the row is drawn again from
+  // the entry the server returns, or, when it refuses, from the entry it had before. `focus`
+  // selects the control that keeps the keyboard focus in the new row.
+  async _changeType(type, focus, request) {
+    const row = this._rows.get(type);
+    if (!row || !this.client) return;
+    for (const control of row.querySelectorAll("input, button")) control.disabled = true;
+    let entry = this._entries.get(type);
+    try {
+      entry = await request();
+      this._entries.set(type, entry);
+      this._showError(null);
+    } catch (error) {
+      this._showError(error);
+    }
+    if (this._rows.get(type) !== row) return; // the whole view was drawn again meanwhile
+    const fresh = this._typeRow(entry);
+    row.replaceWith(fresh);
+    this._rows.set(type, fresh);
+    const control = fresh.querySelector(focus);
+    if (control) control.focus();
+  }
+
+  async _changeMuted() {
+    const muted = this._mute.checked;
+    this._mute.disabled = true;
+    try {
+      this._renderPreferences(await this.client.setMuted(muted));
+      this._showError(null);
+    } catch (error) {
+      this._mute.checked = !muted;
+      this._showError(error);
+    } finally {
+      this._mute.disabled = false;
+    }
+  }
+
+  _fillQuietHours(window) {
+    const shown = window || { start: "22:00", end: "07:00", timezone: browserTimeZone(),
+                              days: DAYS };
+    const inputs = this._quietInputs;
+    inputs.start.value = shown.start;
+    inputs.end.value = shown.end;
+    inputs.timezone.value = shown.timezone || browserTimeZone();
+    const days = shown.days && shown.days.length ? shown.days : DAYS;
+    for (const [day, box] of inputs.days) box.checked = days.includes(day);
+    this._quietState.textContent = window
+      ? `On: ${window.start} to ${window.end} (${window.timezone})` : "Off";
+    this._quiet.dataset.state = window ? "on" : "off";
+    this._quietWindow = window;
+    this._quietClear.disabled = !window;
+  }
+
+  // The form keeps what was typed when the server refuses it, so it can be corrected; the
+  // state line above it still says what the server holds.
+  async _saveQuietHours() {
+    const inputs = this._quietInputs;
+    const window = {
+      start: inputs.start.value,
+      end: inputs.end.value,
+      timezone: inputs.timezone.value.trim(),
+      days: DAYS.filter((day) => inputs.days.get(day).checked),
+    };
+    await this._quietRequest(() => this.client.setQuietHours(window));
+  }
+
+  async _clearQuietHours() {
+    await this._quietRequest(async () => {
+      await this.client.clearQuietHours();
+      return null;
+    });
+  }
+
+  async _quietRequest(request) {
+    this._quietSave.disabled = true;
+    this._quietClear.disabled = true;
+    try {
+      this._fillQuietHours(await request());
+      this._showError(null);
+    } catch (error) {
+      this._showError(error);
+    } finally {
+      this._quietSave.disabled = false;
+      this._quietClear.disabled = !this._quietWindow;
+    }
   }
 
   _bind() {
