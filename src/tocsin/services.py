@@ -12,6 +12,7 @@ from tocsin.channels.base import Channel
 from tocsin.clock import Clock
 from tocsin.jobs.base import Jobs
 from tocsin.jobs.worker import Worker
+from tocsin.limits.base import RateLimiter
 from tocsin.pipeline.pipeline import PublishPipeline
 from tocsin.pipeline.reads import Reads
 from tocsin.realtime.node import Realtime
@@ -32,6 +33,8 @@ class Services:
     jobs: Jobs
     channels: dict[str, Channel]
     catalog: TypeCatalog
+    #: Per publisher (requests) and per user and type (outbound deliveries).
+    limiter: RateLimiter
     worker: Worker | None
 
 

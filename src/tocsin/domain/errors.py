@@ -57,6 +57,13 @@ class IdempotencyInFlight(TocsinError):
     code = "idempotency_key_in_flight"
 
 
+class RateLimited(TocsinError):
+    """Over a rate limit: nothing was done; `retry_after` says when there is room again."""
+
+    status = 429
+    code = "rate_limited"
+
+
 class StoreUnavailable(TocsinError):
     """The database cannot be reached; nothing was committed."""
 

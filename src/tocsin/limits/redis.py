@@ -7,7 +7,7 @@ it drops the entries that left the window, counts, adds one entry if there is ro
 the key's expiry to the window, so no key it writes is ever left without one. Time is Redis's
 own (`TIME`), so nodes whose clocks disagree still share one window. A refused acquisition adds
 nothing. Memory is one entry per allowed acquisition in the window, which is why the limits
-configured are bounded (`limits/rate.py`).
+configured are bounded (`domain/rates.py`).
 
 When Redis does not answer within `timeout` (down, restarting, hung), the limiter **fails
 open**: every acquisition of that call is allowed, with `Verdict.degraded` set, and a warning

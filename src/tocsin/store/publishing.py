@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tocsin.domain.drafts import NotificationDraft, PublishBatch, Published, PublishOutcome
+from tocsin.domain.drafts import (
+    THROTTLED,
+    NotificationDraft,
+    PublishBatch,
+    Published,
+    PublishOutcome,
+)
 from tocsin.domain.models import Notification, UnreadCount
 from tocsin.jobs.base import DELIVERY, SKIP_IF_READ, JobDraft
 from tocsin.jobs.sql import insert_jobs
+from tocsin.store.analytics import event_row, insert_events
 from tocsin.store.database import SqlDatabase
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.mapping import notification_values
@@ -62,6 +70,7 @@ class Publishing:
             rows, unread = await self._insert(conn, batch, now)
             queued = await insert_jobs(self._db, conn, _deliveries(batch.drafts, rows, now),
                                        now)
+            await insert_events(conn, _throttled(batch.drafts, rows, now))
             response = [
                 Published(id=item.id, user_id=item.user_id, seq=item.seq, status=draft.status,
                           channels=draft.receipt_channels()).to_json()
@@ -122,4 +131,15 @@ def _deliveries(drafts: list[NotificationDraft], stored: list[Notification], now
                  payload={SKIP_IF_READ: True} if decision.is_held else {})
         for draft, item in zip(drafts, stored, strict=True)
         for name, decision in sorted(draft.channels.items()) if decision.enqueues
+    ]
+
+
+def _throttled(drafts: list[NotificationDraft], stored: list[Notification], now: datetime
+               ) -> list[dict[str, Any]]:
+    """A `throttled` analytics event per recipient and channel a rate limit kept from
+    sending, beside the `queued` events of the deliveries that were not."""
+    return [
+        event_row(item.id, item.user_id, item.type, name, THROTTLED, now)
+        for draft, item in zip(drafts, stored, strict=True)
+        for name, decision in sorted(draft.channels.items()) if decision.outcome == THROTTLED
     ]

@@ -1,4 +1,4 @@
-"""A rate as written in settings and types: how many in how long, bounded.
+"""A rate limit as written in settings and types: how many in how long, bounded.
 
 The limiters keep one entry per allowed acquisition in the window (an exact sliding log), so a
 rate's count is bounded to keep a key's memory bounded; its window is bounded to 30 days.
@@ -40,6 +40,11 @@ class Rate:
             raise ValueError(f"expected <count>/s, <count>/min or <count>/h (e.g. 100/s), "
                              f"got {text!r}")
         return cls(int(found.group(1)), _UNITS[found.group(2)])
+
+    def to_json(self) -> dict[str, int | float]:
+        seconds = self.per_seconds
+        return {"limit": self.limit,
+                "per_seconds": int(seconds) if float(seconds).is_integer() else seconds}
 
     def __str__(self) -> str:
         for unit, seconds in (("h", 3600), ("min", 60), ("s", 1)):
