@@ -9,6 +9,7 @@ pass without asserting how long that takes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -215,7 +216,9 @@ async def test_every_key_expires_with_its_window() -> None:
 
 
 @pytest.mark.redis
-async def test_a_redis_outage_fails_open_within_the_timeout_and_counting_resumes() -> None:
+async def test_a_redis_outage_fails_open_within_the_timeout_and_counting_resumes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="tocsin.limits")
     with private_redis() as server:
         limiter = RedisRateLimiter(server.url, timeout=0.5)
         try:
@@ -244,6 +247,11 @@ async def test_a_redis_outage_fails_open_within_the_timeout_and_counting_resumes
             assert [(v.allowed, v.degraded) for v in verdicts] == [
                 (True, False), (True, False), (False, False)]
             assert limiter.unchecked == 0
+            # Said once when it began (not once per call), and once when it ended.
+            said = [r.getMessage() for r in caplog.records if r.name == "tocsin.limits"]
+            assert [line.split(":")[0] for line in said] == [
+                "rate limits not checked", "rate limits checked again"], said
+            assert "4 acquisitions went unchecked" in said[1]
             left = await ttls(server.url, PREFIX)
             assert list(left) == [PREFIX + "k"] and 0 < left[PREFIX + "k"] <= HOUR * 1000
         finally:
