@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
             for channel in services.channels.values():
                 await channel.close()
             await services.realtime.close()
+            await services.limiter.close()
             if owns_store:
                 await the_store.close()
 

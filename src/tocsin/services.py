@@ -12,6 +12,7 @@ from tocsin.channels.base import Channel
 from tocsin.clock import Clock
 from tocsin.jobs.base import Jobs
 from tocsin.jobs.worker import Worker
+from tocsin.limits.base import RateLimiter
 from tocsin.pipeline.pipeline import PublishPipeline
 from tocsin.pipeline.reads import Reads
 from tocsin.pipeline.recipients import RecipientDirectory
@@ -34,6 +35,8 @@ class Services:
     channels: dict[str, Channel]
     catalog: TypeCatalog
     recipients: RecipientDirectory
+    #: Per publisher (requests) and per user and type (outbound deliveries).
+    limiter: RateLimiter
     #: The jobs worker; it runs inside the server when `worker_in_process` is set.
     worker: Worker
 

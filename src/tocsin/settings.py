@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from tocsin.catalog.definition import TYPE_NAME_MAX, TYPE_NAME_PATTERN, TypeDefinition
 from tocsin.domain.errors import SettingsError, TocsinError
+from tocsin.domain.rates import Rate
 
 CommaList = Annotated[list[str], NoDecode]
 _HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -72,6 +73,12 @@ class Settings(BaseSettings):
                                description="Longest request URL (else 414)")
     max_header_bytes: int = Field(default=16384, ge=4096, le=1024 * 1024,
                                   description="Largest request headers, all together (else 431)")
+    publisher_rate: str | None = Field(
+        default=None,
+        description="Requests to POST /v1/notifications per publisher key: 100/s, 6000/min or "
+        "20000/h, in any sliding window of that length, all at once if they come at once (over "
+        "it: 429 with Retry-After); unset: unlimited",
+    )
     max_batch_users: int = Field(default=1000, ge=1, le=10_000)
     max_list_limit: int = Field(default=100, ge=1, le=1000)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
@@ -167,6 +174,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"type {name!r}: {exc.message}") from None
         return types
 
+    @field_validator("publisher_rate")
+    @classmethod
+    def _rate_parses(cls, rate: str | None) -> str | None:
+        if rate is not None:
+            Rate.parse(rate)  # its ValueError names what is expected
+        return rate
+
     @field_validator("api_keys", "allowed_origins", "action_url_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -244,6 +258,10 @@ class Settings(BaseSettings):
         if not url.startswith(("memory://", "redis://", "rediss://", "unix://")):
             raise ValueError(f"expected memory:// or redis://host:port/db, got {url!r}")
         return url
+
+    @property
+    def publisher_limit(self) -> Rate | None:
+        return Rate.parse(self.publisher_rate) if self.publisher_rate is not None else None
 
     @property
     def is_sqlite(self) -> bool:

@@ -20,6 +20,8 @@ from tocsin.domain.drafts import LIVE_CHANNEL
 from tocsin.jobs.base import Jobs
 from tocsin.jobs.sql import SqlJobs
 from tocsin.jobs.worker import JobHandler, RetryPolicy, Worker
+from tocsin.limits.base import RateLimiter
+from tocsin.limits.memory import MemoryRateLimiter
 from tocsin.pipeline.announcers import WorkerWake
 from tocsin.pipeline.base import PublishAnnouncer, Stage
 from tocsin.pipeline.pipeline import PublishPipeline
@@ -29,6 +31,7 @@ from tocsin.pipeline.recipients import RecipientDirectory, Recipients
 from tocsin.pipeline.routing import Routing
 from tocsin.pipeline.scheduling import Scheduling
 from tocsin.pipeline.texts import Texts
+from tocsin.pipeline.throttle import Throttle
 from tocsin.pipeline.validation import Validation
 from tocsin.realtime.fanout import Fanout
 from tocsin.realtime.node import Realtime
@@ -52,6 +55,15 @@ def build_bus(settings: Settings) -> Bus:
     from tocsin.bus.redis import RedisBus  # imported only when configured: an optional extra
 
     return RedisBus(settings.bus_url, publish_timeout=settings.bus_publish_timeout_seconds)
+
+
+def build_limiter(settings: Settings, clock: Clock) -> RateLimiter:
+    """Shared by every node where the bus is (Redis), else this process's own."""
+    if settings.bus_url.startswith("memory://"):
+        return MemoryRateLimiter(clock)
+    from tocsin.limits.redis import RedisRateLimiter  # imported only when configured
+
+    return RedisRateLimiter(settings.bus_url)
 
 
 def build_jobs(store: SqlStore) -> Jobs:
@@ -95,6 +107,7 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
     catalog = build_catalog(settings, store, bus, clock)
     directory = RecipientDirectory(store, bus, clock,
                                    ttl_seconds=settings.recipients_cache_seconds)
+    limiter = build_limiter(settings, clock)
     stages: list[Stage] = [
         Validation(max_batch_users=settings.max_batch_users,
                    channels={LIVE_CHANNEL, *channels}),
@@ -102,6 +115,7 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
         Texts(catalog, action_url_hosts=settings.action_url_hosts),
         Routing(outbound=channels),
         QuietHoursStage(),
+        Throttle(limiter),
         Scheduling(),
     ]
     return Services(
@@ -119,5 +133,6 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
         channels=channels,
         catalog=catalog,
         recipients=directory,
+        limiter=limiter,
         worker=worker,
     )

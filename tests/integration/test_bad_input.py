@@ -188,6 +188,18 @@ CASES: dict[str, Bad] = {
     "type_bad_locale": bad_type({"title": "t", "locales": {"not a locale": {"title": "x"}}}),
     "type_bad_name": bad_type({"title": "t"}, name="bad%20name"),
     "type_name_too_long": bad_type({"title": "t"}, name="t" * 129),
+    "type_rate_limit_zero": bad_type({"title": "t", "rate_limit": {"limit": 0, "per_seconds": 60}}),
+    "type_rate_limit_not_integer": bad_type(
+        {"title": "t", "rate_limit": {"limit": 1.5, "per_seconds": 60}}),
+    "type_rate_limit_window_zero": bad_type(
+        {"title": "t", "rate_limit": {"limit": 1, "per_seconds": 0}}),
+    "type_rate_limit_window_over_30_days": bad_type(
+        {"title": "t", "rate_limit": {"limit": 1, "per_seconds": 30 * 24 * 3600 + 1}}),
+    "type_rate_limit_window_as_text": bad_type(
+        {"title": "t", "rate_limit": {"limit": 1, "per_seconds": "3600"}}),
+    "type_rate_limit_without_window": bad_type({"title": "t", "rate_limit": {"limit": 1}}),
+    "type_rate_limit_unknown_field": bad_type(
+        {"title": "t", "rate_limit": {"limit": 1, "per_seconds": 60, "burst": 5}}),
     "type_delete_unknown": Bad("DELETE", "/v1/types/nobody-defined-this", 404, "not_found"),
     "type_get_unknown": Bad("GET", "/v1/types/nobody-defined-this", 404, "not_found"),
     # preferences

@@ -158,7 +158,7 @@ async def test_put_replaces_get_reads_delete_removes(app: Api) -> None:
     assert response.json() == {
         "type": name, "title": "two", "message": None, "action_url": None, "locales": {},
         "category": None, "channels": {"web": True, "email": False, "push": False},
-        "critical": False, "description": "second", "source": "api"}
+        "critical": False, "description": "second", "rate_limit": None, "source": "api"}
     deleted = await app.client.delete(f"/v1/types/{name}", headers=app.publisher)
     assert deleted.status_code == 204
     assert_error(await app.client.get(f"/v1/types/{name}", headers=app.publisher),
@@ -201,3 +201,16 @@ async def test_user_tokens_cannot_manage_types(app: Api) -> None:
     response = await app.client.put("/v1/types/anything", json={"title": "x"},
                                     headers=app.user(new_user()))
     assert_error(response, 401, "unauthorized")
+
+
+async def test_a_rate_limit_is_kept_as_given(app: Api) -> None:
+    name = await define(app, {"title": "t", "rate_limit": {"limit": 10, "per_seconds": 3600}})
+    response = await app.client.get(f"/v1/types/{name}", headers=app.publisher)
+    assert response.json()["rate_limit"] == {"limit": 10, "per_seconds": 3600}
+    await define(app, {"title": "t", "rate_limit": {"limit": 1, "per_seconds": 0.5}}, name)
+    listed = await app.client.get("/v1/types", headers=app.publisher)
+    [entry] = [entry for entry in listed.json()["types"] if entry["type"] == name]
+    assert entry["rate_limit"] == {"limit": 1, "per_seconds": 0.5}
+    await define(app, {"title": "t"}, name)
+    response = await app.client.get(f"/v1/types/{name}", headers=app.publisher)
+    assert response.json()["rate_limit"] is None

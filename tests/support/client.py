@@ -24,9 +24,10 @@ def counted(payload: Any) -> dict[str, Any]:
 
 
 def settings_for(database_url: str, **overrides: Any) -> Settings:
-    """Settings for a test app: one known publisher key and JWT secret."""
-    return Settings(database_url=database_url, api_keys=[PUBLISHER_KEY], jwt_secret=JWT_SECRET,
-                    **overrides)
+    """Settings for a test app: one known publisher key (or the keys given) and JWT secret."""
+    fields: dict[str, Any] = {"api_keys": [PUBLISHER_KEY], "jwt_secret": JWT_SECRET,
+                              **overrides}
+    return Settings(database_url=database_url, **fields)
 
 
 def new_user(prefix: str = "u") -> str:

@@ -26,6 +26,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tocsin.bus.redis import RedisBus
+    from tocsin.limits.redis import RedisRateLimiter
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -104,6 +105,16 @@ def redis_bus(url: str = REDIS_URL) -> RedisBus:
     from tocsin.bus.redis import RedisBus
 
     return RedisBus(url)
+
+
+def redis_limiter(url: str = REDIS_URL, *, timeout: float = 5.0) -> RedisRateLimiter:
+    """A Redis rate limiter on the machine's Redis, or the test fails (CI) or skips. Its
+    timeout is generous: on a loaded machine a short one would fail open and miscount."""
+    if not redis_reachable(url):
+        missing(f"Redis is not reachable at {url}")
+    from tocsin.limits.redis import RedisRateLimiter
+
+    return RedisRateLimiter(url, timeout=timeout)
 
 
 @dataclass

@@ -111,6 +111,38 @@ def test_bad_environment_variable_is_named(monkeypatch: pytest.MonkeyPatch, vari
     assert f"{variable}:" in raised.value.message
 
 
+@pytest.mark.parametrize(("value", "limit", "per_seconds"), [
+    ("100/s", 100, 1), ("6000/min", 6000, 60), (" 20000 / h ", 20000, 3600),
+    ("5/second", 5, 1), ("1/Hour", 1, 3600),
+])
+def test_publisher_rate(monkeypatch: pytest.MonkeyPatch, value: str, limit: int,
+                        per_seconds: int) -> None:
+    assert load_settings().publisher_limit is None  # unset: unlimited
+    monkeypatch.setenv("TOCSIN_PUBLISHER_RATE", value)
+    rate = load_settings().publisher_limit
+    assert rate is not None and (rate.limit, rate.per_seconds) == (limit, per_seconds)
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("100", "expected <count>/s"),
+    ("100/fortnight", "expected <count>/s"),
+    ("-5/s", "expected <count>/s"),
+    ("1.5/s", "expected <count>/s"),
+    ("/s", "expected <count>/s"),
+    ("", "expected <count>/s"),
+    ("0/s", "between 1 and 100000"),
+    ("100001/h", "between 1 and 100000"),
+])
+def test_a_bad_publisher_rate_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch,
+                                                    value: str, says: str) -> None:
+    monkeypatch.setenv("TOCSIN_PUBLISHER_RATE", value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    message = raised.value.message
+    assert "TOCSIN_PUBLISHER_RATE:" in message and says in message, message
+    assert "\n" not in message
+
+
 def test_hmac_algorithm_needs_a_secret_as_long_as_its_hash(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOCSIN_JWT_ALGORITHM", "HS512")
@@ -209,6 +241,10 @@ channels = { web = true, email = true }
 
 [types.invoice.locales.fr]
 title = "Facture {{ number }}"
+
+[types.digest]
+title = "Digest"
+rate_limit = { limit = 3, per_seconds = 86400 }
 ''')
     settings = load_settings()
     kind = settings.types["invoice"].to_type("invoice")
@@ -216,6 +252,10 @@ title = "Facture {{ number }}"
     assert kind.default_channels() == {"web": True, "email": True, "push": False}
     assert kind.text_for("fr-BE").title == "Facture {{ number }}"
     assert settings.action_url_hosts == ["app.example.com"]
+    digest = settings.types["digest"].to_type("digest")
+    assert digest.rate_limit is not None and digest.to_json()["rate_limit"] == {
+        "limit": 3, "per_seconds": 86400}
+    assert kind.rate_limit is None
 
 
 @pytest.mark.parametrize(("text", "words"), [
@@ -224,6 +264,10 @@ title = "Facture {{ number }}"
     ('[types.invoice]\ntitle = "t"\nchannels = { pigeon = true }\n', ["TOCSIN_TYPES", "pigeon"]),
     ('[types.invoice]\ntitel = "t"\n', ["TOCSIN_TYPES", "titel"]),
     ('[types."bad name"]\ntitle = "t"\n', ["TOCSIN_TYPES", "bad name"]),
+    ('[types.digest]\nrate_limit = { limit = 0, per_seconds = 60 }\n',
+     ["TOCSIN_TYPES", "digest", "rate_limit", "limit"]),
+    ('[types.digest]\nrate_limit = { limit = 1, per_seconds = 2592001 }\n',
+     ["TOCSIN_TYPES", "digest", "rate_limit", "per_seconds"]),
 ])
 def test_a_bad_type_stops_the_server_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                text: str, words: list[str]) -> None:

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tocsin.auth.keys import Publisher
-from tocsin.domain.errors import Unauthorized
+from tocsin.domain.errors import RateLimited, Unauthorized
 from tocsin.services import Services, services_of
 
 
@@ -36,6 +36,20 @@ async def publisher(
     return found
 
 
+async def publisher_within_rate(svc: ServicesDep, who: Annotated[Publisher, Depends(publisher)]
+                                ) -> Publisher:
+    """The publisher, once its request fits TOCSIN_PUBLISHER_RATE: checked before the body
+    is looked at, so a flood of requests, valid or not, costs one count each and no more."""
+    rate = svc.settings.publisher_limit
+    if rate is not None:
+        verdict = await svc.limiter.acquire(f"publisher:{who.id}", rate.limit,
+                                            rate.per_seconds)
+        if not verdict.allowed:
+            raise RateLimited(f"this publisher is over its limit of {rate} requests; "
+                              f"nothing was stored", retry_after=verdict.retry_after)
+    return who
+
+
 async def current_user(
     svc: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_user_token)],
@@ -47,4 +61,5 @@ async def current_user(
 
 
 PublisherDep = Annotated[Publisher, Depends(publisher)]
+RateLimitedPublisherDep = Annotated[Publisher, Depends(publisher_within_rate)]
 UserDep = Annotated[str, Depends(current_user)]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from tocsin.api.deps import PublisherDep, ServicesDep
+from tocsin.api.deps import PublisherDep, RateLimitedPublisherDep, ServicesDep
 from tocsin.api.openapi import AUTHENTICATED, WITH_BODY, errors
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.schemas import PublishBody, PublishResponse
@@ -28,11 +28,12 @@ IdempotencyKey = Annotated[
     status_code=202,
     response_model=PublishResponse,
     summary="Notify one user or many",
-    responses=errors(*AUTHENTICATED, *WITH_BODY, 409),
+    responses=errors(*AUTHENTICATED, *WITH_BODY, 409, 429),
 )
-async def publish(body: PublishBody, svc: ServicesDep, who: PublisherDep,
+async def publish(body: PublishBody, svc: ServicesDep, who: RateLimitedPublisherDep,
                   idempotency_key: IdempotencyKey = None) -> OrjsonResponse:
-    """Store the notification(s); the 202 is sent only after they are committed."""
+    """Store the notification(s); the 202 is sent only after they are committed. Over
+    TOCSIN_PUBLISHER_RATE: 429 `rate_limited` with Retry-After, and nothing is stored."""
     request = PublishRequest(
         user_ids=body.audience, type=body.type, data=body.data, title=body.title,
         message=body.message, action_url=body.action_url, channels=body.channels,

@@ -254,6 +254,11 @@ class ReadResult(BaseModel):
     version: int
 
 
+class RateLimitOut(BaseModel):
+    limit: int
+    per_seconds: int | float
+
+
 class TypeOut(BaseModel):
     type: str
     title: str | None
@@ -264,6 +269,9 @@ class TypeOut(BaseModel):
     channels: dict[str, bool]
     critical: bool
     description: str | None
+    rate_limit: RateLimitOut | None = Field(
+        default=None, description="at most `limit` emails and pushes per user in any "
+        "`per_seconds`; the rest are `throttled` (the inbox still gets them)")
     source: Literal["builtin", "config", "api"] = Field(
         description="where the definition in force comes from (the API wins over tocsin.toml, "
         "which wins over the built-in types)")

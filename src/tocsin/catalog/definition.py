@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
+from tocsin.domain.rates import MAX_LIMIT, MAX_PER_SECONDS, Rate
 from tocsin.domain.types import NotificationType, Text
 from tocsin.templating import MAX_SOURCE, compile_template
 
@@ -30,6 +31,16 @@ class LocaleText(BaseModel):
     message: Template | None = None
 
 
+class RateLimit(BaseModel):
+    """At most `limit` emails and pushes of the type per user in any `per_seconds`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: StrictInt = Field(ge=1, le=MAX_LIMIT)
+    per_seconds: float = Field(gt=0, le=MAX_PER_SECONDS, strict=True,
+                               description="the window, at most 30 days")
+
+
 class TypeDefinition(BaseModel):
     """Everything a type says; every field may be left out."""
 
@@ -42,6 +53,7 @@ class TypeDefinition(BaseModel):
         "channels": {"web": True, "email": True, "push": False},
         "critical": False,
         "description": "Comments on your posts",
+        "rate_limit": {"limit": 10, "per_seconds": 3600},
     }]})
 
     title: Template | None = None
@@ -52,6 +64,7 @@ class TypeDefinition(BaseModel):
     channels: dict[Literal["web", "email", "push"], StrictBool] = Field(default_factory=dict)
     critical: StrictBool = False
     description: Annotated[str, StringConstraints(max_length=500)] | None = None
+    rate_limit: RateLimit | None = None
 
     def to_type(self, name: str) -> NotificationType:
         """The type, once every template compiles (else `TemplateError` naming the field)."""
@@ -65,6 +78,8 @@ class TypeDefinition(BaseModel):
                      for code, text in self.locales.items()},
             category=self.category, channels=channels, critical=self.critical,
             description=self.description,
+            rate_limit=Rate(self.rate_limit.limit, self.rate_limit.per_seconds)
+            if self.rate_limit is not None else None,
         )
 
     def _templates(self) -> list[tuple[str, str]]:

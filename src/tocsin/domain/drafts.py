@@ -25,6 +25,9 @@ Status = Literal["created", "grouped", "suppressed", "scheduled"]
 #: outbound and goes through the jobs queue.
 LIVE_CHANNEL = "web"
 
+#: The outcome of an outbound delivery a rate limit kept from being sent.
+THROTTLED = "throttled"
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelDecision:

@@ -64,6 +64,13 @@ class Conflict(TocsinError):
     code = "conflict"
 
 
+class RateLimited(TocsinError):
+    """Over a rate limit: nothing was done; `retry_after` says when there is room again."""
+
+    status = 429
+    code = "rate_limited"
+
+
 class StoreUnavailable(TocsinError):
     """The database cannot be reached; nothing was committed."""
 

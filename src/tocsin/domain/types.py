@@ -2,15 +2,18 @@
 
 A type gives the templates of its text (and their translations), a category the user can turn
 off at once, its default channels, whether it is critical (security, payment: the user cannot
-turn it off, quiet hours do not hold it back) and a description shown in the preferences
-panel. Types come from three places, the later winning: the built-in defaults, `tocsin.toml`,
-and the API.
+turn it off, quiet hours do not hold it back, rate limits do not throttle it), how many of its
+emails and pushes one user may get in a window (`rate_limit`) and a description shown in the
+preferences panel. Types come from three places, the later winning: the built-in defaults,
+`tocsin.toml`, and the API.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from tocsin.domain.rates import Rate
 
 #: The channels a preference or a type may name (whether or not this server configures them).
 PREFERENCE_CHANNELS = ("web", "email", "push")
@@ -36,6 +39,9 @@ class NotificationType:
         default_factory=lambda: {"web": True, "email": False, "push": False})
     critical: bool = False
     description: str | None = None
+    #: At most this many outbound deliveries (email, push) per user in the window; the rest
+    #: are throttled (the inbox still gets every one). None: no limit.
+    rate_limit: Rate | None = None
 
     def text_for(self, locale: str | None) -> Text:
         """The templates for `locale`, field by field: `fr-CA`'s, else `fr`'s, else the
@@ -60,6 +66,7 @@ class NotificationType:
                         for code, text in sorted(self.locales.items())},
             "category": self.category, "channels": self.default_channels(),
             "critical": self.critical, "description": self.description,
+            "rate_limit": self.rate_limit.to_json() if self.rate_limit is not None else None,
         }
 
 

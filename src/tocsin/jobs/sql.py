@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tocsin.domain.errors import NotFound
 from tocsin.jobs.base import DEAD, DELIVERY, DONE, PENDING, SKIPPED, DeadLetter, Job, JobDraft
+from tocsin.store.analytics import event_row, insert_events
 from tocsin.store.database import SqlDatabase
 from tocsin.store.schema import UtcDateTime, analytics_events, jobs, notifications
 
@@ -57,10 +58,9 @@ async def insert_jobs(db: SqlDatabase, conn: AsyncConnection, drafts: Sequence[J
     for start in range(0, len(rows), _CHUNK):
         await conn.execute(jobs.insert(), rows[start:start + _CHUNK])
     fresh += [(row, draft) for row, draft in keyed.values() if row["id"] in inserted]
-    events = [_event(d.notification_id, d.user_id, d.notification_type, d.channel, "queued", now)
-              for _, d in fresh if d.kind == DELIVERY and d.notification_type is not None]
-    for start in range(0, len(events), _CHUNK):
-        await conn.execute(analytics_events.insert(), events[start:start + _CHUNK])
+    await insert_events(conn, [
+        event_row(d.notification_id, d.user_id, d.notification_type, d.channel, "queued", now)
+        for _, d in fresh if d.kind == DELIVERY and d.notification_type is not None])
     return len(fresh)
 
 
@@ -192,12 +192,6 @@ class SqlJobs:
                 sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)
             )).all()
         return {status: count for status, count in rows}
-
-
-def _event(notification_id: uuid.UUID | None, user_id: str | None, type_: str | None,
-           channel: str | None, event: str, now: datetime) -> dict[str, Any]:
-    return {"notification_id": notification_id, "user_id": user_id, "type": type_,
-            "channel": channel, "event": event, "created_at": now}
 
 
 def _job(row: Any, owner: str) -> Job:

@@ -18,10 +18,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tocsin.domain.drafts import NotificationDraft, PublishBatch, Published, PublishOutcome
+from tocsin.domain.drafts import (
+    THROTTLED,
+    NotificationDraft,
+    PublishBatch,
+    Published,
+    PublishOutcome,
+)
 from tocsin.domain.models import Notification, UnreadCount
 from tocsin.jobs.base import DELIVERY, RELEASE, SKIP_IF_READ, JobDraft
 from tocsin.jobs.sql import insert_jobs
+from tocsin.store.analytics import event_row, insert_events
 from tocsin.store.database import SqlDatabase
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.mapping import notification_values
@@ -70,6 +77,7 @@ class Publishing:
             queued = await insert_jobs(
                 self._db, conn, [*_deliveries(batch.drafts, rows, now),
                                  *_releases(batch.drafts, rows)], now)
+            await insert_events(conn, _throttled(batch.drafts, rows, now))
             response = [
                 Published(id=item.id, user_id=item.user_id, seq=item.seq, status=draft.status,
                           channels=draft.receipt_channels()).to_json()
@@ -140,4 +148,15 @@ def _releases(drafts: list[NotificationDraft], stored: list[Notification]) -> li
                  user_id=item.user_id, key=f"release:{item.id}")
         for draft, item in zip(drafts, stored, strict=True)
         if draft.status == "scheduled" and draft.send_at is not None
+    ]
+
+
+def _throttled(drafts: list[NotificationDraft], stored: list[Notification], now: datetime
+               ) -> list[dict[str, Any]]:
+    """A `throttled` analytics event per recipient and channel a rate limit kept from
+    sending, beside the `queued` events of the deliveries that were not."""
+    return [
+        event_row(item.id, item.user_id, item.type, name, THROTTLED, now)
+        for draft, item in zip(drafts, stored, strict=True)
+        for name, decision in sorted(draft.channels.items()) if decision.outcome == THROTTLED
     ]
