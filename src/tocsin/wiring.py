@@ -24,6 +24,7 @@ from tocsin.limits.base import RateLimiter
 from tocsin.limits.memory import MemoryRateLimiter
 from tocsin.pipeline.announcers import WorkerWake
 from tocsin.pipeline.base import PublishAnnouncer, Stage
+from tocsin.pipeline.grouping import Grouping
 from tocsin.pipeline.pipeline import PublishPipeline
 from tocsin.pipeline.quiet_hours import QuietHoursStage
 from tocsin.pipeline.reads import Reads
@@ -117,6 +118,7 @@ def build_services(settings: Settings, store: SqlStore, clock: Clock, bus: Bus) 
         QuietHoursStage(),
         Throttle(limiter),
         Scheduling(),
+        Grouping(),
     ]
     return Services(
         settings=settings,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 from tocsin.domain.rates import MAX_LIMIT, MAX_PER_SECONDS, Rate
-from tocsin.domain.types import NotificationType, Text
+from tocsin.domain.types import GroupRule, NotificationType, Text
 from tocsin.templating import MAX_SOURCE, compile_template
 
 #: A type's name: what publishers send as `type`.
@@ -41,6 +41,18 @@ class RateLimit(BaseModel):
                                description="the window, at most 30 days")
 
 
+class Group(BaseModel):
+    """Collapse notifications with the same rendered `key` into one item per user, for
+    `window_seconds` from the group's first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    window_seconds: StrictInt = Field(ge=1, le=30 * 24 * 3600)
+    title: Template
+    message: Template | None = None
+
+
 class TypeDefinition(BaseModel):
     """Everything a type says; every field may be left out."""
 
@@ -54,6 +66,9 @@ class TypeDefinition(BaseModel):
         "critical": False,
         "description": "Comments on your posts",
         "rate_limit": {"limit": 10, "per_seconds": 3600},
+        "group": {"key": "{{ post_id }}", "window_seconds": 3600,
+                  "title": "{{ actors[0] }}{% if count > 1 %} and {{ count - 1 }} "
+                           "other{{ 's' if count > 2 }}{% endif %} commented on your post"},
     }]})
 
     title: Template | None = None
@@ -65,6 +80,7 @@ class TypeDefinition(BaseModel):
     critical: StrictBool = False
     description: Annotated[str, StringConstraints(max_length=500)] | None = None
     rate_limit: RateLimit | None = None
+    group: Group | None = None
 
     def to_type(self, name: str) -> NotificationType:
         """The type, once every template compiles (else `TemplateError` naming the field)."""
@@ -80,6 +96,8 @@ class TypeDefinition(BaseModel):
             description=self.description,
             rate_limit=Rate(self.rate_limit.limit, self.rate_limit.per_seconds)
             if self.rate_limit is not None else None,
+            group=GroupRule(self.group.key, self.group.window_seconds, self.group.title,
+                            self.group.message) if self.group is not None else None,
         )
 
     def _templates(self) -> list[tuple[str, str]]:
@@ -89,6 +107,10 @@ class TypeDefinition(BaseModel):
         for code, text in self.locales.items():
             found += [(f"locales.{code}.{name}", value) for name, value in
                       (("title", text.title), ("message", text.message)) if value is not None]
+        if self.group is not None:
+            found += [(f"group.{name}", value) for name, value in
+                      (("key", self.group.key), ("title", self.group.title),
+                       ("message", self.group.message)) if value is not None]
         return found
 
 

@@ -10,6 +10,7 @@ out in one transaction; the receipt says, per recipient and per channel, what wa
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -91,6 +92,12 @@ class NotificationDraft:
     #: Sent during the recipient's quiet hours: its outbound deliveries wait, clients may stay
     #: silent.
     quiet: bool = False
+    #: Grouping (with `group_key`): how long a group stays open from its first notification,
+    #: this notification's actor, and the group's text given (count, actors, latest data).
+    group_window: int | None = None
+    actor: str | None = None
+    group_text: Callable[[int, list[str], dict[str, Any]], tuple[str | None, str | None]] | None \
+        = None
 
     @property
     def in_inbox(self) -> bool:

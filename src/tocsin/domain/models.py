@@ -30,6 +30,12 @@ class Notification:
     created_at: datetime
     expires_at: datetime | None
     quiet: bool = False
+    #: A grouped item: its key, how many notifications it stands for, their distinct actors
+    #: (newest first), and when it last changed.
+    group_key: str | None = None
+    group_count: int | None = None
+    group_actors: list[str] | None = None
+    updated_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +52,10 @@ class Notification:
             "created_at": iso(self.created_at),
             "expires_at": iso(self.expires_at),
             "quiet": self.quiet,
+            "group": None if self.group_key is None else {
+                "key": self.group_key, "count": self.group_count,
+                "actors": self.group_actors or []},
+            "updated_at": iso(self.updated_at),
         }
 
 

@@ -28,6 +28,34 @@ class Text:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupRule:
+    """How notifications of a type collapse into one item per user: those whose `key`
+    renders the same within `window_seconds` of the group's first become one item, whose
+    `title` (and `message`) templates see `count`, `actors` and the latest data."""
+
+    key: str
+    window_seconds: int
+    title: str
+    message: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "window_seconds": self.window_seconds, "title": self.title,
+                "message": self.message}
+
+
+#: How many distinct actors a group keeps (newest first).
+MAX_ACTORS = 10
+
+
+def merged_actors(actors: list[str] | None, actor: str | None) -> list[str]:
+    """A group's distinct actors once `actor` joined: newest first, at most `MAX_ACTORS`."""
+    known = list(actors or [])
+    if actor is None:
+        return known[:MAX_ACTORS]
+    return [actor, *[name for name in known if name != actor]][:MAX_ACTORS]
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationType:
     name: str
     title: str | None = None
@@ -42,6 +70,7 @@ class NotificationType:
     #: At most this many outbound deliveries (email, push) per user in the window; the rest
     #: are throttled (the inbox still gets every one). None: no limit.
     rate_limit: Rate | None = None
+    group: GroupRule | None = None
 
     def text_for(self, locale: str | None) -> Text:
         """The templates for `locale`, field by field: `fr-CA`'s, else `fr`'s, else the
@@ -67,6 +96,7 @@ class NotificationType:
             "category": self.category, "channels": self.default_channels(),
             "critical": self.critical, "description": self.description,
             "rate_limit": self.rate_limit.to_json() if self.rate_limit is not None else None,
+            "group": self.group.to_json() if self.group is not None else None,
         }
 
 

@@ -40,7 +40,7 @@ class Texts:
                     f"(PUT /v1/types/{request.type})",
                     details={"field": "title", "type": request.type})
             return
-        if request.title is None and kind.title is None and not any(
+        if request.title is None and kind.title is None and kind.group is None and not any(
                 text.title for text in kind.locales.values()):
             raise InvalidInput(f"type {kind.name!r} has no title template: send a title",
                                details={"field": "title", "type": kind.name})

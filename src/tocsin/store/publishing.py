@@ -30,6 +30,7 @@ from tocsin.jobs.base import DELIVERY, RELEASE, SKIP_IF_READ, JobDraft
 from tocsin.jobs.sql import insert_jobs
 from tocsin.store.analytics import event_row, insert_events
 from tocsin.store.database import SqlDatabase
+from tocsin.store.grouping import Groups
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.mapping import notification_values
 from tocsin.store.schema import notifications, users
@@ -58,6 +59,7 @@ class Publishing:
         self._db = db
         self._idempotency = idempotency
         self._bump_users = bump_users(db)
+        self._groups = Groups(db)
         self._ensure_users = db.insert(users).values(
             id=sa.bindparam("id"), created_at=sa.bindparam("now"),
             updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["id"])
@@ -73,15 +75,17 @@ class Publishing:
                 earlier = await self._idempotency.claim(conn, batch, now, ttl_seconds)
                 if earlier is not None:
                     return PublishOutcome(notifications=earlier, replayed=True)
-            rows, unread = await self._insert(conn, batch, now)
+            rows, unread, joined = await self._insert(conn, batch, now)
+            drafts = batch.drafts
             queued = await insert_jobs(
-                self._db, conn, [*_deliveries(batch.drafts, rows, now),
-                                 *_releases(batch.drafts, rows)], now)
-            await insert_events(conn, _throttled(batch.drafts, rows, now))
+                self._db, conn, [*_deliveries(drafts, rows, now, joined),
+                                 *_releases(drafts, rows)], now)
+            await insert_events(conn, _throttled(drafts, rows, now))
             response = [
-                Published(id=item.id, user_id=item.user_id, seq=item.seq, status=draft.status,
-                          channels=draft.receipt_channels()).to_json()
-                for draft, item in zip(batch.drafts, rows, strict=True)
+                Published(id=item.id, user_id=item.user_id, seq=item.seq,
+                          status="grouped" if index in joined else draft.status,
+                          channels=_receipt_channels(draft, index in joined)).to_json()
+                for index, (draft, item) in enumerate(zip(drafts, rows, strict=True))
             ]
             if batch.idempotency_key is not None:
                 await self._idempotency.record(conn, batch, response)
@@ -92,30 +96,52 @@ class Publishing:
         return await self._db.transact(work)
 
     async def _insert(self, conn: AsyncConnection, batch: PublishBatch, now: datetime
-                      ) -> tuple[list[Notification], dict[str, UnreadCount]]:
+                      ) -> tuple[list[Notification], dict[str, UnreadCount], set[int]]:
         """Every draft's row, in the batch's order: those in the inbox with their seq, the
-        suppressed ones without (and without touching their user's counter)."""
-        if len({draft.user_id for draft in batch.drafts}) != len(batch.drafts):
+        suppressed and scheduled ones without (and without touching their user's counter),
+        grouped ones as their group's item; and the indexes of the drafts that joined a group
+        that already existed. The drafts are not changed: a retried transaction sees them as
+        they were."""
+        drafts = batch.drafts
+        if len({draft.user_id for draft in drafts}) != len(drafts):
             raise ValueError("a batch holds at most one draft per user")
-        counted = sorted(draft.user_id for draft in batch.drafts if draft.in_inbox)
+        grouping = {i for i, draft in enumerate(drafts)
+                    if draft.in_inbox and draft.group_key is not None}
+        counted = sorted(draft.user_id for i, draft in enumerate(drafts)
+                         if draft.in_inbox and i not in grouping)
         unread: dict[str, UnreadCount] = {}
         if counted:
             bumped = await conn.execute(self._bump_users,
                                         [{"id": uid, "now": now} for uid in counted])
             unread = {uid: UnreadCount(count=count, seq=seq, version=version)
                       for uid, seq, count, version in bumped.all()}
-        uncounted = sorted(draft.user_id for draft in batch.drafts if not draft.in_inbox)
+        uncounted = sorted(draft.user_id for draft in drafts if not draft.in_inbox)
         if uncounted:  # their rows must exist for the notifications' foreign key
             await conn.execute(self._ensure_users,
                                [{"id": uid, "now": now} for uid in uncounted])
-        rows = [_notification(draft, unread[draft.user_id].seq if draft.in_inbox else None, now)
-                for draft in batch.drafts]
-        await conn.execute(notifications.insert(), [
-            notification_values(item, idempotency_key=batch.idempotency_key,
-                                publisher=batch.publisher, status=draft.status,
-                                decisions=draft.receipt_channels(), send_at=draft.send_at)
-            for draft, item in zip(batch.drafts, rows, strict=True)])
-        return rows, unread
+        rows: dict[int, Notification] = {}
+        joined: set[int] = set()
+        # In user order, as the bump above: one lock order for every writer.
+        for i in sorted(grouping, key=lambda index: drafts[index].user_id):
+            item, count, existed = await self._groups.add(
+                conn, drafts[i], now, publisher=batch.publisher,
+                idempotency_key=batch.idempotency_key)
+            rows[i], unread[item.user_id] = item, count
+            if existed:
+                joined.add(i)
+        plain = [i for i in range(len(drafts)) if i not in grouping]
+        for i in plain:
+            draft = drafts[i]
+            rows[i] = _notification(draft, unread[draft.user_id].seq if draft.in_inbox else None,
+                                    now)
+        if plain:
+            await conn.execute(notifications.insert(), [
+                notification_values(rows[i], idempotency_key=batch.idempotency_key,
+                                    publisher=batch.publisher, status=drafts[i].status,
+                                    decisions=drafts[i].receipt_channels(),
+                                    send_at=drafts[i].send_at)
+                for i in plain])
+        return [rows[i] for i in range(len(drafts))], unread, joined
 
 
 def _notification(draft: NotificationDraft, seq: int | None, now: datetime) -> Notification:
@@ -127,18 +153,28 @@ def _notification(draft: NotificationDraft, seq: int | None, now: datetime) -> N
     )
 
 
-def _deliveries(drafts: list[NotificationDraft], stored: list[Notification], now: datetime
-                ) -> list[JobDraft]:
-    """One delivery job per recipient and outbound channel the pipeline decided to use. A
+def _deliveries(drafts: list[NotificationDraft], stored: list[Notification], now: datetime,
+                joined: set[int]) -> list[JobDraft]:
+    """One delivery job per recipient and outbound channel the pipeline decided to use; none
+    for a notification that joined an existing group (a group sends once per window). A
     held delivery (quiet hours) is skipped when it falls due if its notification has been
     read in the meantime."""
     return [
         JobDraft(kind=DELIVERY, due_at=decision.due_at or now, notification_id=item.id,
                  user_id=item.user_id, channel=name, notification_type=item.type,
                  payload={SKIP_IF_READ: True} if decision.is_held else {})
-        for draft, item in zip(drafts, stored, strict=True)
+        for index, (draft, item) in enumerate(zip(drafts, stored, strict=True))
+        if index not in joined
         for name, decision in sorted(draft.channels.items()) if decision.enqueues
     ]
+
+
+def _receipt_channels(draft: NotificationDraft, joined: bool) -> dict[str, str]:
+    channels = draft.receipt_channels()
+    if joined:  # outbound channels already went out for this group in its window
+        return {name: "grouped" if draft.channels[name].enqueues else outcome
+                for name, outcome in channels.items()}
+    return channels
 
 
 def _releases(drafts: list[NotificationDraft], stored: list[Notification]) -> list[JobDraft]:
