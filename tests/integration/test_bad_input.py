@@ -173,6 +173,23 @@ CASES: dict[str, Bad] = {
                                     json=publish(), headers={"Idempotency-Key": "k" * 256}),
     "idempotency_key_with_space": Bad("POST", "/v1/notifications", 422, "validation_error",
                                       json=publish(), headers={"Idempotency-Key": "a key"}),
+    # publish: scheduling
+    "send_at_in_the_past": bad_publish(send_at="2001-01-01T00:00:00Z"),
+    "send_at_naive": bad_publish(send_at="2099-01-01T00:00:00"),
+    "expires_before_send_at": bad_publish(send_at="2099-01-02T00:00:00Z",
+                                          expires_at="2099-01-01T00:00:00Z"),
+    "cancel_not_an_id": Bad("DELETE", "/v1/notifications/not-an-id", 404, "not_found"),
+    "cancel_unknown": Bad("DELETE", "/v1/notifications/00000000-0000-4000-8000-000000000000",
+                          404, "not_found"),
+    # types: grouping
+    "type_group_without_key": bad_type({"title": "t", "group": {"window_seconds": 60,
+                                                                "title": "x"}}),
+    "type_group_window_zero": bad_type({"title": "t", "group": {
+        "key": "k", "window_seconds": 0, "title": "x"}}),
+    "type_group_window_too_long": bad_type({"title": "t", "group": {
+        "key": "k", "window_seconds": 31 * 24 * 3600, "title": "x"}}),
+    "type_group_title_does_not_compile": bad_type({"title": "t", "group": {
+        "key": "k", "window_seconds": 60, "title": "{{ count"}}, code="template_error"),
     # publish: types and templates
     "unknown_type_without_title": bad_publish(type="nobody-defined-this", title=DROP),
     "channel_push_not_available": bad_publish(channels=["push"]),
