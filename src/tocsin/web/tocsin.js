@@ -9,6 +9,8 @@
 //
 // TocsinClient keeps one live stream (WebSocket, falling back to Server-Sent Events), resumes
 // after any disconnect from the last seq it saw, and keeps a local list in seq order.
+// A grouped item ("Eve and 4 others liked your post") keeps its id while it grows: each
+// notification folded into it arrives with that id and a newer seq, and replaces the entry.
 // Text from notifications is always inserted as text (textContent), never as HTML.
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 5000, 10000];
@@ -133,7 +135,7 @@ export class TocsinClient extends EventTarget {
     }
     const result = await this._api(`/v1/me/notifications/${encodeURIComponent(id)}/read`,
       { method: "POST" });
-    this._applyRead(result.ids);
+    this._applyRead(result.ids, result.seq);
     this._setUnread({ count: result.unread_count, seq: result.seq, version: result.version });
     this._changed();
   }
@@ -151,10 +153,12 @@ export class TocsinClient extends EventTarget {
     this._changed();
   }
 
-  _applyRead(ids) {
+  // `seq`, when known, is the user's newest seq as of the read: an item that took a newer seq
+  // since (a grouped one that another notification folded into) is unread again, not read.
+  _applyRead(ids, seq = null) {
     for (const id of ids) {
       const item = this.items.get(id);
-      if (item) item.read = true;
+      if (item && (seq === null || item.seq <= seq)) item.read = true;
     }
   }
 
@@ -319,12 +323,16 @@ export class TocsinClient extends EventTarget {
 
   _handle(event, data) {
     switch (event) {
-      case "notification":
-        if (this.lastSeq !== null && data.seq <= this.lastSeq && this.items.has(data.id)) return;
+      case "notification": {
+        // One entry per id: a newer seq of a known id (a grouped item that grew) replaces it,
+        // unread again; the same or an older seq of it (a duplicate) changes nothing.
+        const known = this.items.get(data.id);
+        if (known && data.seq <= known.seq) return;
         this.items.set(data.id, data);
         this.lastSeq = Math.max(this.lastSeq ?? 0, data.seq);
         this.dispatchEvent(new CustomEvent("notification", { detail: data }));
         break;
+      }
       case "unread-count":
         this._setUnread(data);
         break;
@@ -374,6 +382,9 @@ const STYLE = `
   li { padding: 10px 12px; border-bottom: 1px solid var(--tocsin-divider-color, #f2f2f2); cursor: pointer; }
   li.unread { background: var(--tocsin-unread-background, #eef5ff); }
   li .title { font-weight: 600; }
+  li .count { float: right; min-width: 16px; margin-left: 6px; padding: 0 4px; border-radius: 8px;
+              background: var(--tocsin-count-background, #e4e4e4); color: var(--tocsin-count-color, #444);
+              font-size: 11px; line-height: 16px; text-align: center; }
   li .message { color: var(--tocsin-message-color, #555); }
   li .when { color: var(--tocsin-muted-color, #999); font-size: 11px; }
   .empty { padding: 16px; color: var(--tocsin-muted-color, #888); text-align: center; }
@@ -806,7 +817,15 @@ export class TocsinBell extends HTMLElement {
       message.textContent = item.message || "";
       const when = document.createElement("div");
       when.className = "when";
-      when.textContent = new Date(item.created_at).toLocaleString();
+      // A grouped item's time is that of its newest notification.
+      when.textContent = new Date(item.updated_at || item.created_at).toLocaleString();
+      // A group of several: how many, in a chip beside the title (the title stays its own text).
+      const grouped = item.group && item.group.count > 1 ? item.group.count : 0;
+      if (grouped) {
+        li.dataset.count = String(grouped);
+        li.append(el("span", { className: "count", textContent: String(grouped),
+                               title: `${grouped} notifications` }));
+      }
       li.append(title, message, when);
       li.addEventListener("click", () => {
         if (!item.read) {
