@@ -428,7 +428,7 @@ def worker(
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug")
                          ] = "info",
 ) -> None:
-    """Run a jobs worker (outbound deliveries: email) until interrupted."""
+    """Run a jobs worker (topics' fan-outs; outbound deliveries: email) until interrupted."""
     from tocsin.channels import registry
     from tocsin.domain.errors import TocsinError
     from tocsin.logs import configure_logging
@@ -439,27 +439,34 @@ def worker(
         channels = registry.configured(settings)
     except TocsinError as exc:  # a malformed TOCSIN_SMTP_URL: say so, not a traceback
         fail(exc.message, BAD_SETTING)
-    if not channels:
-        fail("no outbound channel is configured (set TOCSIN_SMTP_URL)", BAD_SETTING)
 
     async def work(store: SqlStore) -> None:
         import asyncio
         import signal
 
         from tocsin.clock import SystemClock
-        from tocsin.wiring import build_jobs, build_worker
+        from tocsin.wiring import build_bus, build_jobs, build_publishing
 
-        the_worker = build_worker(settings, store, build_jobs(store), channels, SystemClock())
+        # A node's publishing side without its HTTP one: a fan-out publishes through the
+        # pipeline, and its live events go out on the bus like any node's.
+        bus = build_bus(settings)
+        node = build_publishing(settings, store, SystemClock(), bus, build_jobs(store),
+                                channels, wake_worker=True)
+        the_worker = node.worker
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        console().print(f"worker {the_worker.owner}: channels {', '.join(sorted(channels))}")
+        outbound = ", ".join(sorted(channels)) or "none (set TOCSIN_SMTP_URL to send email)"
+        console().print(f"worker {the_worker.owner}: fan-outs; channels {outbound}",
+                        highlight=False, markup=False)
+        await bus.start()
         try:
             await the_worker.run(stop)
         finally:
             for channel in channels.values():
                 await channel.close()
+            await bus.close()
 
     _run(settings, work)
 
