@@ -459,7 +459,7 @@ def worker(
             loop.add_signal_handler(signum, stop.set)
         outbound = ", ".join(sorted(channels)) or "none (set TOCSIN_SMTP_URL to send email)"
         console().print(f"worker {the_worker.owner}: fan-outs; channels {outbound}",
-                        highlight=False, markup=False)
+                        highlight=False, markup=False, soft_wrap=True)
         await bus.start()
         try:
             await the_worker.run(stop)
