@@ -1,9 +1,10 @@
 """A topic's fan-out on PostgreSQL: how fast 100,000 subscribers are notified, and what it does
 to single publishes meanwhile.
 
-A fresh database and a real `tocsin serve` (its in-process worker expands the fan-out, as a
-default deployment does); the topic's subscribers are written straight into
-`topic_subscribers` with COPY, for setup speed. Then:
+A fresh database and a real `tocsin serve`: its in-process worker expands the fan-out, as a
+default deployment does, or with `--worker separate` a `tocsin worker` process beside it (and
+the server's own worker off). The topic's subscribers are written straight into
+`topic_subscribers` with COPY, for setup speed, then analyzed. Then:
 
 1. idle:    --concurrency closed-loop single publishes (one `user_id`, other users than the
             topic's) for --seconds, after a --warmup; their latency is the baseline;
@@ -17,6 +18,7 @@ publish that got its 202.
 
     .venv/bin/python bench/topic.py                      # 100,000 subscribers, batch 500
     .venv/bin/python bench/topic.py --subscribers 20000 --seconds 5   # a quick look
+    .venv/bin/python bench/topic.py --worker separate    # the fan-out in its own process
     .venv/bin/python bench/topic.py --batch 1000 --json /tmp/topic.json
 """
 
@@ -24,15 +26,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import json
 import math
 import os
 import platform
+import secrets
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +50,7 @@ from server import (
     postgres_database,
     postgres_version,
     running_server,
+    server_env,
 )
 
 TOPIC = "bench-topic"
@@ -70,6 +76,7 @@ class Latencies:
 
 @dataclass(slots=True)
 class Result:
+    worker: str
     subscribers: int
     batch: int
     concurrency: int
@@ -93,6 +100,10 @@ async def add_subscribers(database: Database, count: int) -> None:
         await conn.copy_records_to_table(
             "topic_subscribers", columns=["topic", "user_id", "created_at"],
             records=((TOPIC, f"fan-{i:06d}", now) for i in range(count)))
+        # As after any bulk load: without statistics the planner takes the table for a few
+        # rows and reads every remaining subscriber for each batch, instead of one index
+        # range of 500 (autovacuum would analyze it too, a minute or so later).
+        await conn.execute("ANALYZE topic_subscribers")
     finally:
         await conn.close()
 
@@ -137,11 +148,42 @@ async def single_publishes(session: aiohttp.ClientSession, base_url: str, header
                      latencies_ms=latencies)
 
 
+@contextlib.asynccontextmanager
+async def separate_worker(database: Database, workdir: Path, api_key: str, jwt_secret: str,
+                          extra: dict[str, str]) -> AsyncIterator[None]:
+    """`tocsin worker` beside the server, on the same database; SIGTERM on exit."""
+    env = {**server_env(database.url, workdir, api_key, jwt_secret), **extra}
+    with (workdir / "worker.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tocsin", "worker", "--log-level", "warning", env=env,
+            cwd=workdir, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+            stderr=asyncio.subprocess.STDOUT)
+    try:
+        yield
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
 async def measure(args: argparse.Namespace) -> Result:
+    api_key, jwt_secret = secrets.token_hex(16), secrets.token_urlsafe(36)
+    extra = {"TOCSIN_FANOUT_BATCH": str(args.batch)}
     async with postgres_database(args.pg_admin_dsn) as database:
         with tempfile.TemporaryDirectory(prefix="tocsin-bench-topic-") as workdir:
-            extra = {"TOCSIN_FANOUT_BATCH": args.batch, "TOCSIN_DB_POOL_SIZE": 20}
-            async with running_server(database, Path(workdir), extra_env=extra) as server:
+            server_extra = dict(extra)
+            if args.worker == "separate":
+                server_extra["TOCSIN_WORKER_IN_PROCESS"] = "false"
+            async with running_server(database, Path(workdir), extra_env=server_extra,
+                                      api_key=api_key, jwt_secret=jwt_secret) as server, \
+                    contextlib.AsyncExitStack() as stack:
+                if args.worker == "separate":
+                    await stack.enter_async_context(
+                        separate_worker(database, Path(workdir), api_key, jwt_secret, extra))
                 await add_subscribers(database, args.subscribers)
                 headers = {"Authorization": f"Bearer {server.api_key}"}
                 timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
@@ -181,7 +223,7 @@ async def measure(args: argparse.Namespace) -> Result:
                         raise RuntimeError(f"the fan-out did not finish in {args.max_seconds} s:"
                                            f" {progress}\n{server.log_tail()}")
                 stored = await database.count_notifications()
-    return Result(subscribers=args.subscribers, batch=args.batch,
+    return Result(worker=args.worker, subscribers=args.subscribers, batch=args.batch,
                   concurrency=args.concurrency, fanout_seconds=elapsed,
                   stored_per_second=accepted["recipients"] / elapsed, idle=idle, during=during,
                   rows_expected=accepted["recipients"] + idle.accepted + during.accepted,
@@ -190,8 +232,9 @@ async def measure(args: argparse.Namespace) -> Result:
 
 def report(result: Result) -> None:
     idle, during = result.idle, result.during
-    print(f"\nTopic fan-out on PostgreSQL: {result.subscribers:,} subscribers, batch "
-          f"{result.batch}, {result.concurrency} concurrent single publishes throughout")
+    where = "in the server" if result.worker == "in-process" else "in a worker process"
+    print(f"\nTopic fan-out on PostgreSQL ({where}): {result.subscribers:,} subscribers, "
+          f"batch {result.batch}, {result.concurrency} concurrent single publishes throughout")
     print(f"  fan-out: {result.fanout_seconds:.1f} s from the 202 to done, "
           f"{result.stored_per_second:,.0f} notifications stored/s "
           f"(processed {result.processed:,})")
@@ -221,6 +264,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500, help="TOCSIN_FANOUT_BATCH")
+    parser.add_argument("--worker", choices=("in-process", "separate"), default="in-process",
+                        help="who expands the fan-out: the server's own worker, or a "
+                        "`tocsin worker` process")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="single publishes in flight, idle and during the fan-out")
     parser.add_argument("--warmup", type=float, default=2.0)
