@@ -312,3 +312,17 @@ async def test_a_batch_whose_step_was_committed_by_another_writes_nothing(
         row = (await conn.execute(sa.select(fanouts).where(fanouts.c.id == fanout_id))).one()
     assert (row.cursor, row.processed) == (users[-1], 2)
     assert [len(rows) for rows in (await rows_by_user(store, users)).values()] == [1, 1]
+
+
+async def test_a_fanout_that_expires_before_it_is_expanded_stops_with_nobody_notified(
+    api: Api, store: SqlStore, clock: FrozenClock
+) -> None:
+    topic, users = topic_name(), members(3)
+    await subscribe(api, topic, users)
+    # Valid for an hour of the app's time: past by the worker's, a day ahead.
+    expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    accepted = await publish_topic(api, topic, expires_at=expires)
+    assert await run_until_done(fanout_worker(store, clock)) == 1
+    assert await progress(api, accepted["fanout_id"]) == {
+        "id": accepted["fanout_id"], "status": "done", "recipients": 3, "processed": 0}
+    assert [len(rows) for rows in (await rows_by_user(store, users)).values()] == [0, 0, 0]

@@ -15,7 +15,7 @@ commit is the acknowledgement.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, cast
 
@@ -57,14 +57,20 @@ class PublishRequest:
                 "topic": self.topic, "exclude_user_ids": list(self.exclude_user_ids)}
 
     @classmethod
-    def for_users(cls, recorded: dict[str, Any], user_ids: Sequence[str]) -> PublishRequest:
-        """The recorded request (`to_json`) addressed to these users."""
+    def from_json(cls, recorded: dict[str, Any]) -> PublishRequest:
+        """The request as a fan-out recorded it (`to_json`)."""
         expires = recorded.get("expires_at")
-        return cls(user_ids=list(user_ids), type=recorded["type"], data=recorded["data"],
+        return cls(user_ids=(), type=recorded["type"], data=recorded["data"],
                    title=recorded.get("title"), message=recorded.get("message"),
                    action_url=recorded.get("action_url"), channels=recorded.get("channels"),
                    priority=cast(Priority, recorded.get("priority", "normal")),
-                   expires_at=None if expires is None else datetime.fromisoformat(expires))
+                   expires_at=None if expires is None else datetime.fromisoformat(expires),
+                   topic=recorded.get("topic"),
+                   exclude_user_ids=tuple(recorded.get("exclude_user_ids") or ()))
+
+    def addressed_to(self, user_ids: Sequence[str]) -> PublishRequest:
+        """This request to these users: one batch of a fan-out."""
+        return replace(self, user_ids=list(user_ids), topic=None, exclude_user_ids=())
 
 
 @dataclass(slots=True)

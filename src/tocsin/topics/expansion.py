@@ -60,11 +60,12 @@ class FanoutHandler:
             fanout = await self._store.fanout(fanout_id)
         except NotFound:
             return Skipped("the fan-out no longer exists")
+        request = PublishRequest.from_json(fanout.request)
         for _ in range(self._batches_per_job):
             if fanout.status == "done":
                 return Done()
             try:
-                fanout = await self._next(fanout)
+                fanout = await self._next(fanout, request)
             except StoreUnavailable:
                 raise  # the lease lapses; the job is claimed again once the store is back
             except TocsinError as exc:  # the batch was refused (a type removed meanwhile…)
@@ -76,17 +77,15 @@ class FanoutHandler:
             key=f"fanout:{fanout.id}:{fanout.processed}")], self._clock.now())
         return Done()
 
-    async def _next(self, fanout: Fanout) -> Fanout:
+    async def _next(self, fanout: Fanout, request: PublishRequest) -> Fanout:
         """Expand one batch (or finish); the fan-out as it is afterwards."""
-        request = fanout.request
         now = self._clock.now()
-        expires = PublishRequest.for_users(request, []).expires_at
         users: list[str] = []
-        if expires is None or expires > now:
+        if request.expires_at is None or request.expires_at > now:
             users = await self._store.next_recipients(
-                fanout.topic, after=fanout.cursor,
-                exclude=request.get("exclude_user_ids") or [], limit=self._batch)
-        else:
+                fanout.topic, after=fanout.cursor, exclude=request.exclude_user_ids,
+                limit=self._batch)
+        else:  # what has expired is not sent: the fan-out ends where it is
             log.info("fan-out %s expired after %d of %d recipients", fanout.id,
                      fanout.processed, fanout.recipients)
         if not users:
@@ -96,7 +95,7 @@ class FanoutHandler:
         step = FanoutStep(fanout_id=fanout.id, after=fanout.cursor, to=users[-1],
                           count=len(users))
         try:
-            await self._pipeline.publish(PublishRequest.for_users(request, users),
+            await self._pipeline.publish(request.addressed_to(users),
                                          publisher=fanout.publisher, step=step)
         except StaleFanout:
             return await self._store.fanout(fanout.id)
