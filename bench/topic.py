@@ -4,7 +4,8 @@ to single publishes meanwhile.
 A fresh database and a real `tocsin serve`: its in-process worker expands the fan-out, as a
 default deployment does, or with `--worker separate` a `tocsin worker` process beside it (and
 the server's own worker off). The topic's subscribers are written straight into
-`topic_subscribers` with COPY, for setup speed, then analyzed. Then:
+`topic_subscribers` with COPY, for setup speed, with their `users` rows (the application's
+existing users), then analyzed. Then:
 
 1. idle:    --concurrency closed-loop single publishes (one `user_id`, other users than the
             topic's) for --seconds, after a --warmup; their latency is the baseline;
@@ -97,13 +98,19 @@ async def add_subscribers(database: Database, count: int) -> None:
         now = dt.datetime.now(dt.UTC)
         await conn.execute("INSERT INTO topics (name, self_subscribe, created_at, updated_at) "
                            "VALUES ($1, false, $2, $2)", TOPIC, now)
+        users = [f"fan-{i:06d}" for i in range(count)]
+        # Subscribers are users the application already has (their rows exist), as they
+        # would in use; the fan-out's upserts then update rows rather than create them.
+        await conn.copy_records_to_table(
+            "users", columns=["id", "created_at", "updated_at"],
+            records=((user, now, now) for user in users))
         await conn.copy_records_to_table(
             "topic_subscribers", columns=["topic", "user_id", "created_at"],
-            records=((TOPIC, f"fan-{i:06d}", now) for i in range(count)))
-        # As after any bulk load: without statistics the planner takes the table for a few
-        # rows and reads every remaining subscriber for each batch, instead of one index
-        # range of 500 (autovacuum would analyze it too, a minute or so later).
-        await conn.execute("ANALYZE topic_subscribers")
+            records=((TOPIC, user, now) for user in users))
+        # As after any bulk load: without statistics the planner takes the tables for a few
+        # rows, and reads every remaining subscriber (and every user) for each batch instead
+        # of one index range of 500 (autovacuum would analyze them too, later).
+        await conn.execute("ANALYZE users, topic_subscribers")
     finally:
         await conn.close()
 
