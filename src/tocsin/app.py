@@ -19,12 +19,14 @@ from tocsin.api import (
     demo,
     docs,
     errors,
+    fanouts,
     health,
     me,
     openapi,
     preferences,
     publish,
     tokens,
+    topics,
     types,
     users,
 )
@@ -116,10 +118,12 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
         )
     errors.install(app)
     openapi.install(app, settings)
-    for module in (publish, tokens, users, me, sse, ws, admin, health, types):
+    for module in (publish, tokens, users, me, sse, ws, admin, health, types, fanouts):
         app.include_router(module.router)
     app.include_router(preferences.me)
     app.include_router(preferences.users)
+    app.include_router(topics.publisher)
+    app.include_router(topics.me)
     docs.install(app)
     app.mount("/static", PublicStaticFiles(packages=[("tocsin", "web")]), name="static")
     if settings.demo:

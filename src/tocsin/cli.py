@@ -428,7 +428,8 @@ def worker(
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug")
                          ] = "info",
 ) -> None:
-    """Run a jobs worker (deliveries, scheduled releases, the sweep) until interrupted."""
+    """Run a jobs worker (topics' fan-outs, scheduled releases, the expiry sweep; outbound
+    deliveries: email) until interrupted."""
     from tocsin.channels import registry
     from tocsin.domain.errors import TocsinError
     from tocsin.logs import configure_logging
@@ -445,22 +446,27 @@ def worker(
         import signal
 
         from tocsin.clock import SystemClock
-        from tocsin.wiring import build_bus, build_services
+        from tocsin.wiring import build_bus, build_jobs, build_publishing
 
-        bus = build_bus(settings)  # releases and the sweep tell every node's streams
-        await bus.start()
-        services = build_services(settings, store, SystemClock(), bus)
-        the_worker = services.worker
+        # A node's publishing side without its HTTP one: a fan-out publishes through the
+        # pipeline, and its live events go out on the bus like any node's.
+        bus = build_bus(settings)
+        node = build_publishing(settings, store, SystemClock(), bus, build_jobs(store),
+                                channels, wake_worker=True)
+        the_worker = node.worker
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        console().print(f"worker {the_worker.owner}: channels "
-                        f"{', '.join(sorted(channels)) or 'none (no TOCSIN_SMTP_URL)'}")
+        outbound = ", ".join(sorted(channels)) or "none (set TOCSIN_SMTP_URL to send email)"
+        console().print(f"worker {the_worker.owner}: fan-outs, releases, sweeps; "
+                        f"channels {outbound}",
+                        highlight=False, markup=False, soft_wrap=True)
+        await bus.start()
         try:
             await the_worker.run(stop)
         finally:
-            for channel in services.channels.values():
+            for channel in channels.values():
                 await channel.close()
             await bus.close()
 

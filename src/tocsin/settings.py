@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     outbox_backoff_base_seconds: float = Field(default=2.0, gt=0)
     outbox_backoff_cap_seconds: float = Field(default=3600.0, gt=0)
     smtp_concurrency: int = Field(default=8, ge=1, le=256)
+    fanout_batch: int = Field(
+        default=500, ge=1, le=10_000,
+        description="Subscribers a topic's fan-out expands per transaction (at most "
+        "TOCSIN_MAX_BATCH_USERS: each batch is one publish)",
+    )
 
     demo: bool = Field(default=False, description="Serve the demo page and its demo user at /")
     max_streams: int = Field(default=10_000, ge=1, description="Live streams per process")

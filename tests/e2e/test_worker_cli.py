@@ -130,23 +130,47 @@ def test_replay_of_a_malformed_id_is_a_usage_error(database_url: str, tmp_path: 
     assert status_of(database_url, dead) == ("dead", 1)
 
 
-def test_worker_without_an_smtp_url_runs_its_other_jobs(database_url: str,
-                                                          tmp_path: Path) -> None:
-    """No outbound channel: the worker still releases scheduled notifications and sweeps,
-    says so, and stops cleanly."""
+def test_worker_without_an_smtp_url_expands_fanouts_and_stops_on_sigterm(
+    database_url: str, tmp_path: Path
+) -> None:
+    users = [f"{new_user('cli')}-{i}" for i in range(3)]
+
+    async def publish_to_topic() -> uuid.UUID:
+        store = SqlStore(database_url)
+        try:
+            await store.migrate()
+            now = datetime.now(UTC)
+            await store.subscribe("cli-topic", users, now)
+            request = {"type": "comment", "data": {}, "title": "To the topic"}
+            started = await store.start_fanout("cli-topic", "cli", request, [], now, 3600)
+            return started.fanout_id
+        finally:
+            await store.close()
+
+    async def fanout_status(fanout_id: uuid.UUID) -> tuple[str, int]:
+        store = SqlStore(database_url)
+        try:
+            found = await store.fanout(fanout_id)
+            return found.status, found.processed
+        finally:
+            await store.close()
+
+    fanout_id = asyncio.run(publish_to_topic())
     log = tmp_path / "worker.log"
     with log.open("wb") as sink:
         worker = subprocess.Popen([sys.executable, "-m", "tocsin", "worker"],
                                   env=tocsin_env(database_url), cwd=tmp_path, stdout=sink,
                                   stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: "channels none" in log.read_text(), timeout=20, interval=0.1)
+        wait_for(lambda: asyncio.run(fanout_status(fanout_id)) == ("done", 3), timeout=30,
+                 interval=0.1)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=15) == 0, log.read_text()
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+    assert "channels none (set TOCSIN_SMTP_URL to send email)" in log.read_text()
     assert "Traceback" not in log.read_text()
 
 

@@ -5,6 +5,7 @@ The app here allows 3 users per batch, so "too many user_ids" is a small request
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ from tocsin.store.sql import SqlStore
 
 MAX_BATCH = 3
 USER = "bad-input-user"
+#: No request of this module creates it, so a publish to it is always to an unknown topic.
+TOPIC = "bad-input-topic"
 JSON = {"Content-Type": "application/json"}
 DROP = object()
 
@@ -81,6 +84,14 @@ def bad_preference(type_: str, body: Any, status: int = 422,
     return Bad("PUT", f"/v1/me/preferences/{type_}", status, code, json=body, as_user=True)
 
 
+def bad_topic_publish(status: int = 422, code: str = "validation_error", **changes: Any) -> Bad:
+    return bad_publish(status, code, user_id=DROP, **{"topic": TOPIC, **changes})
+
+
+def bad_subscribers(body: Any, topic: str = TOPIC) -> Bad:
+    return Bad("PUT", f"/v1/topics/{topic}/subscribers", 422, "validation_error", json=body)
+
+
 def bad_quiet_hours(**body: Any) -> Bad:
     window: dict[str, Any] = {"start": "22:00", "end": "07:00", "timezone": "Europe/Paris"}
     window.update(body)
@@ -138,6 +149,60 @@ CASES: dict[str, Bad] = {
                                      user_ids=[f"u{i}" for i in range(MAX_BATCH + 1)]),
     "user_id_with_newline": bad_publish(user_id="a\nb"),
     "user_id_too_long": bad_publish(user_id="u" * 256),
+    # publish: to a topic
+    "topic_and_user_id": bad_publish(topic=TOPIC),
+    "topic_and_user_ids": bad_topic_publish(user_ids=["a"]),
+    "exclude_without_topic": bad_publish(exclude_user_ids=["a"]),
+    "exclude_with_user_ids": bad_publish(user_id=DROP, user_ids=["a"], exclude_user_ids=["b"]),
+    "topic_bad_name": bad_topic_publish(topic="no spaces"),
+    "topic_name_starts_with_dash": bad_topic_publish(topic="-x"),
+    "topic_name_too_long": bad_topic_publish(topic="t" * 129),
+    "topic_empty": bad_topic_publish(topic=""),
+    "topic_too_many_excluded": bad_topic_publish(
+        exclude_user_ids=[f"u{i}" for i in range(MAX_BATCH + 1)]),
+    "topic_excluded_twice": bad_topic_publish(exclude_user_ids=["a", "a"]),
+    "topic_excluded_bad_user": bad_topic_publish(exclude_user_ids=["a\nb"]),
+    "topic_channel_not_available": bad_topic_publish(channels=["web", "email"]),
+    "topic_past_expires_at": bad_topic_publish(expires_at="2001-01-01T00:00:00Z"),
+    "topic_unknown_type_without_title": bad_topic_publish(type="nobody-defined-this",
+                                                          title=DROP),
+    "topic_unknown": bad_topic_publish(404, "not_found"),
+    "topic_unknown_with_idempotency_key": Bad(
+        "POST", "/v1/notifications", 404, "not_found", json=publish(user_id=DROP, topic=TOPIC),
+        headers={"Idempotency-Key": "bad-input-topic-key"}),
+    # topics: subscribers and options
+    "subscribers_too_many": bad_subscribers({"user_ids": [f"u{i}"
+                                                          for i in range(MAX_BATCH + 1)]}),
+    "subscribers_empty": bad_subscribers({"user_ids": []}),
+    "subscribers_missing": bad_subscribers({}),
+    "subscribers_bad_user": bad_subscribers({"user_ids": ["a\nb"]}),
+    "subscribers_not_a_list": bad_subscribers({"user_ids": "a"}),
+    "subscribers_unknown_field": bad_subscribers({"user_ids": ["a"], "notify": True}),
+    "subscribers_bad_topic": bad_subscribers({"user_ids": ["a"]}, topic="no%20spaces"),
+    "subscribers_topic_too_long": bad_subscribers({"user_ids": ["a"]}, topic="t" * 129),
+    "subscribers_list_unknown_topic": Bad("GET", f"/v1/topics/{TOPIC}/subscribers", 404,
+                                          "not_found"),
+    "subscribers_list_limit_zero": Bad("GET", f"/v1/topics/{TOPIC}/subscribers?limit=0", 422,
+                                       "validation_error"),
+    "subscribers_list_limit_over_max": Bad("GET", f"/v1/topics/{TOPIC}/subscribers?limit=1001",
+                                           422, "validation_error"),
+    "unsubscribe_bad_user": Bad("DELETE", f"/v1/topics/{TOPIC}/subscribers/a%0Ab", 422,
+                                "validation_error"),
+    "topic_options_not_boolean": Bad("PUT", f"/v1/topics/{TOPIC}", 422, "validation_error",
+                                     json={"self_subscribe": "yes"}),
+    "topic_options_empty": Bad("PUT", f"/v1/topics/{TOPIC}", 422, "validation_error", json={}),
+    "topic_get_unknown": Bad("GET", f"/v1/topics/{TOPIC}", 404, "not_found"),
+    "self_subscribe_unknown_topic": Bad("POST", f"/v1/me/topics/{TOPIC}", 404, "not_found",
+                                        as_user=True),
+    "self_unsubscribe_unknown_topic": Bad("DELETE", f"/v1/me/topics/{TOPIC}", 404, "not_found",
+                                          as_user=True),
+    "self_subscribe_bad_topic": Bad("POST", "/v1/me/topics/no%20spaces", 422,
+                                    "validation_error", as_user=True),
+    "self_subscribe_as_publisher": Bad("POST", f"/v1/me/topics/{TOPIC}", 401, "unauthorized"),
+    "subscribers_as_user": Bad("PUT", f"/v1/topics/{TOPIC}/subscribers", 401, "unauthorized",
+                               json={"user_ids": ["a"]}, as_user=True),
+    "fanout_unknown": Bad("GET", f"/v1/fanouts/{uuid.UUID(int=7)}", 404, "not_found"),
+    "fanout_bad_id": Bad("GET", "/v1/fanouts/not-a-uuid", 404, "not_found"),
     # publish: fields
     "unknown_field": bad_publish(colour="red"),
     "type_with_space": bad_publish(type="new comment"),
@@ -175,6 +240,8 @@ CASES: dict[str, Bad] = {
                                       json=publish(), headers={"Idempotency-Key": "a key"}),
     # publish: scheduling
     "send_at_in_the_past": bad_publish(send_at="2001-01-01T00:00:00Z"),
+    "send_at_with_topic": bad_publish(user_id=DROP, topic="some-topic",
+                                      send_at="2099-01-01T00:00:00Z"),
     "send_at_naive": bad_publish(send_at="2099-01-01T00:00:00"),
     "expires_before_send_at": bad_publish(send_at="2099-01-02T00:00:00Z",
                                           expires_at="2099-01-01T00:00:00Z"),

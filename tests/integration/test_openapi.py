@@ -71,13 +71,19 @@ async def test_every_request_body_has_an_example(spec: Spec) -> None:
 async def test_every_example_is_accepted_by_its_operation(api: Api, spec: Spec) -> None:
     user = new_user()
     await api.publish(user)
+    # The topic the examples name exists, with a subscriber, as it would in use.
+    topic = "project-7"
+    subscribed = await api.client.put(f"/v1/topics/{topic}/subscribers", headers=api.publisher,
+                                      json={"user_ids": [user]})
+    assert subscribed.status_code == 200, subscribed.text
     tried = 0
     for method, path, operation in operations_with_bodies(spec):
         (scheme,) = [name for requirement in operation["security"] for name in requirement]
         headers = api.publisher if scheme == "ApiKey" else api.user(user)
         # Types are global: a type of this test's own, not one other tests publish.
         kind = new_user("type") if path.startswith("/v1/types") else "comment"
-        url = path.replace("{user_id}", new_user()).replace("{type}", kind)
+        url = path.replace("{user_id}", new_user()).replace("{type}", kind).replace(
+            "{topic}", topic)
         for schema in body_schemas(spec, operation["requestBody"]["content"]
                                    ["application/json"]["schema"]):
             for example in schema["examples"]:

@@ -70,10 +70,12 @@ def _apply_limits(schema: dict[str, Any], settings: Settings) -> None:
         if parameter["name"] == "limit":
             parameter["schema"]["maximum"] = settings.max_list_limit
     components = schema.get("components", {}).get("schemas", {})
-    user_ids = components.get("PublishBody", {}).get("properties", {}).get("user_ids", {})
-    for option in user_ids.get("anyOf", [user_ids]):
-        if option.get("type") == "array":
-            option["maxItems"] = settings.max_batch_users
+    for body, field in (("PublishBody", "user_ids"), ("PublishBody", "exclude_user_ids"),
+                        ("SubscribersBody", "user_ids")):
+        user_ids = components.get(body, {}).get("properties", {}).get(field, {})
+        for option in user_ids.get("anyOf", [user_ids]):
+            if option.get("type") == "array":
+                option["maxItems"] = settings.max_batch_users
     ttl = components.get("TokenBody", {}).get("properties", {}).get("ttl_seconds")
     if ttl is not None:
         ttl["maximum"] = settings.max_token_ttl_seconds

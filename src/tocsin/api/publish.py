@@ -1,4 +1,4 @@
-"""POST /v1/notifications: the publisher's entry point."""
+"""POST /v1/notifications: the publisher's entry point, to users or to a topic."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from fastapi import APIRouter, Header, Response
 from tocsin.api.deps import PublisherDep, RateLimitedPublisherDep, ServicesDep
 from tocsin.api.openapi import AUTHENTICATED, WITH_BODY, errors
 from tocsin.api.responses import OrjsonResponse
-from tocsin.api.schemas import PublishBody, PublishResponse
+from tocsin.api.schemas import FanoutAccepted, PublishBody, PublishResponse
 from tocsin.domain.errors import NotFound
 from tocsin.pipeline.base import PublishRequest
+from tocsin.pipeline.fingerprint import fingerprint
 
 router = APIRouter(tags=["publisher"])
 
@@ -26,23 +27,27 @@ IdempotencyKey = Annotated[
 @router.post(
     "/v1/notifications",
     status_code=202,
-    response_model=PublishResponse,
-    summary="Notify one user or many",
-    responses=errors(*AUTHENTICATED, *WITH_BODY, 409, 429),
+    response_model=PublishResponse | FanoutAccepted,
+    summary="Notify one user, many, or a topic's subscribers",
+    responses=errors(*AUTHENTICATED, *WITH_BODY, 404, 409, 429),
 )
 async def publish(body: PublishBody, svc: ServicesDep, who: RateLimitedPublisherDep,
                   idempotency_key: IdempotencyKey = None) -> OrjsonResponse:
-    """Store the notification(s); the 202 is sent only after they are committed. Over
-    TOCSIN_PUBLISHER_RATE: 429 `rate_limited` with Retry-After, and nothing is stored."""
+    """Store the notification(s); the 202 is sent only after they are committed. To a topic:
+    once the fan-out is recorded (`{"fanout_id", "recipients"}`); the worker then notifies
+    each subscriber, and GET /v1/fanouts/{id} tells how far it is. An unknown topic is 404.
+    Over TOCSIN_PUBLISHER_RATE: 429 `rate_limited` with Retry-After, and nothing is stored."""
     request = PublishRequest(
         user_ids=body.audience, type=body.type, data=body.data, title=body.title,
         message=body.message, action_url=body.action_url, channels=body.channels,
         priority=body.priority, expires_at=body.expires_at, send_at=body.send_at,
+        topic=body.topic, exclude_user_ids=list(body.exclude_user_ids or []),
     )
-    outcome = await svc.pipeline.publish(
-        request, publisher=who.id, idempotency_key=idempotency_key,
-        payload=body.model_dump(mode="json") if idempotency_key is not None else None,
-    )
+    payload = body.payload() if idempotency_key is not None else None
+    if request.topic is not None:
+        return await _to_topic(svc, request, who.id, idempotency_key, payload)
+    outcome = await svc.pipeline.publish(request, publisher=who.id,
+                                         idempotency_key=idempotency_key, payload=payload)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return OrjsonResponse({"notifications": outcome.notifications}, status_code=202,
                           headers=headers)
@@ -64,3 +69,21 @@ async def cancel(notification_id: str, svc: ServicesDep, who: PublisherDep) -> R
         raise NotFound("no such notification") from None
     await svc.store.cancel_scheduled(who.id, the_id, svc.clock.now())
     return Response(status_code=204)
+
+
+async def _to_topic(svc: ServicesDep, request: PublishRequest, publisher: str,
+                    idempotency_key: str | None, payload: dict[str, object] | None
+                    ) -> OrjsonResponse:
+    assert request.topic is not None
+    # What every batch would refuse is refused now, before anything is recorded.
+    await svc.pipeline.check(request, publisher=publisher)
+    started = await svc.store.start_fanout(
+        request.topic, publisher, request.to_json(), request.exclude_user_ids,
+        svc.clock.now(), svc.settings.idempotency_ttl_seconds,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(payload or {}) if idempotency_key is not None else None)
+    if started.replayed:
+        return OrjsonResponse(started.to_json(), status_code=202,
+                              headers={"Idempotent-Replayed": "true"})
+    svc.worker.wake()  # a no-op unless it runs in this process
+    return OrjsonResponse(started.to_json(), status_code=202)

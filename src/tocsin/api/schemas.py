@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from tocsin.domain.identifiers import USER_ID_MAX_LENGTH, USER_ID_PATTERN
+from tocsin.domain.topics import TOPIC_MAX_LENGTH, TOPIC_PATTERN
 from tocsin.domain.urls import safe_link
 
 Channel = Literal["web", "email", "push"]
@@ -28,6 +29,9 @@ UserIdStr = Annotated[
 ]
 TypeStr = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+]
+TopicStr = Annotated[
+    str, StringConstraints(min_length=1, max_length=TOPIC_MAX_LENGTH, pattern=TOPIC_PATTERN)
 ]
 #: The largest seq a client may name: the store keeps seqs as signed 64-bit integers.
 MAX_SEQ = 2**63 - 1
@@ -117,12 +121,20 @@ class PublishBody(_Body):
                 },
                 {"user_ids": ["u_1", "u_2"], "type": "release", "title": "v2 is out",
                  "data": {}},
+                {"topic": "project-7", "exclude_user_ids": ["u_42"], "type": "comment",
+                 "title": "Alice commented on project 7", "data": {"project": 7}},
             ]
         },
     )
 
     user_id: UserIdStr | None = None
     user_ids: list[UserIdStr] | None = None
+    topic: TopicStr | None = Field(
+        default=None, description="Notify every subscriber of this topic (instead of user_id "
+        "or user_ids): the 202 comes once the fan-out is recorded; GET /v1/fanouts/{id} "
+        "tells its progress")
+    exclude_user_ids: list[UserIdStr] | None = Field(
+        default=None, description="With topic only: subscribers left out (the actor, say)")
     type: TypeStr
     data: Annotated[dict[str, Any], AfterValidator(_storable_json)] = Field(
         default_factory=dict)
@@ -145,15 +157,32 @@ class PublishBody(_Body):
 
     @model_validator(mode="after")
     def _one_audience(self) -> PublishBody:
-        if (self.user_id is None) == (self.user_ids is None):
-            raise ValueError("give exactly one of user_id and user_ids")
+        given = [self.user_id is not None, self.user_ids is not None, self.topic is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of user_id, user_ids and topic")
         if self.user_ids is not None and not self.user_ids:
             raise ValueError("user_ids must not be empty")
+        if self.exclude_user_ids is not None and self.topic is None:
+            raise ValueError("exclude_user_ids goes with topic only")
+        if self.topic is not None and self.send_at is not None:
+            # A fan-out expands as soon as the worker gets to it, batch by batch: a topic's
+            # notifications cannot wait for a send_at yet.
+            raise ValueError("send_at goes with user_id or user_ids, not with topic")
         return self
 
     @property
     def audience(self) -> list[str]:
         return [self.user_id] if self.user_id is not None else list(self.user_ids or [])
+
+    def payload(self) -> dict[str, Any]:
+        """The body for its Idempotency-Key's fingerprint. The topic's fields are left out
+        when absent, so a publish to users has the fingerprint it had before topics existed
+        (a retry across an upgrade is still the same request)."""
+        dumped = self.model_dump(mode="json")
+        for name in ("topic", "exclude_user_ids"):
+            if dumped[name] is None:
+                del dumped[name]
+        return dumped
 
 
 class Receipt(BaseModel):
@@ -170,6 +199,53 @@ class Receipt(BaseModel):
 
 class PublishResponse(BaseModel):
     notifications: list[Receipt]
+
+
+class FanoutAccepted(BaseModel):
+    """The answer to a publish to a topic."""
+
+    fanout_id: str
+    recipients: int = Field(description="the topic's subscribers but the excluded, when the "
+                            "fan-out was recorded")
+
+
+class FanoutOut(BaseModel):
+    id: str
+    status: Literal["running", "done"]
+    recipients: int
+    processed: int = Field(description="recipients notified so far (their notification "
+                           "stored, or suppressed by their preferences)")
+
+
+class SubscribersBody(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"user_ids": ["u_1", "u_2"]}]})
+
+    user_ids: list[UserIdStr] = Field(min_length=1)
+
+
+class SubscribersAdded(BaseModel):
+    topic: str
+    added: int = Field(description="how many were not subscribed yet")
+
+
+class SubscriberPage(BaseModel):
+    user_ids: list[str]
+    next: str | None = Field(description="pass as `cursor` for the next page; null: the last")
+
+
+class TopicBody(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"self_subscribe": True}]})
+
+    self_subscribe: StrictBool = Field(
+        description="users may subscribe and unsubscribe themselves (POST and DELETE "
+        "/v1/me/topics/{topic})")
+
+
+class TopicOut(BaseModel):
+    topic: str
+    self_subscribe: bool
 
 
 class TokenBody(_Body):

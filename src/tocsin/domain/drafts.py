@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from tocsin.domain.models import Notification, Priority, UnreadCount
+from tocsin.domain.topics import FanoutStep
 
 #: What became of a recipient's notification: stored and shown (`created`), folded into an
 #: existing grouped item (`grouped`), kept out of the inbox by a policy (`suppressed`), or held
@@ -113,12 +114,14 @@ class PublishBatch:
     """One publish request: its drafts (one per user) are committed together or not at all.
 
     `idempotency_key` with `fingerprint` makes a retried request return the first response.
+    `step`, for a batch of a topic's fan-out, is committed with it (or the batch is not).
     """
 
     publisher: str
     drafts: list[NotificationDraft]
     idempotency_key: str | None = None
     fingerprint: str | None = None
+    step: FanoutStep | None = None
 
 
 @dataclass(frozen=True, slots=True)

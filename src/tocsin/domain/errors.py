@@ -77,3 +77,10 @@ class StoreUnavailable(TocsinError):
     status = 503
     code = "store_unavailable"
     retry_after = 5
+
+
+class Forbidden(TocsinError):
+    """The caller is known, and this is not theirs to do."""
+
+    status = 403
+    code = "forbidden"

@@ -28,6 +28,9 @@ SWEEP = "sweep"
 #: The kind of an outbound delivery: a notification on one channel.
 DELIVERY = "delivery"
 
+#: The kind of a topic's fan-out: its payload names the fan-out (`fanout_id`).
+FANOUT = "fanout"
+
 PENDING, DONE, SKIPPED, DEAD = "pending", "done", "skipped", "dead"
 
 

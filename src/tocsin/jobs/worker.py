@@ -90,7 +90,8 @@ class RetryPolicy:
 class Worker:
     def __init__(self, jobs: Jobs, handlers: Sequence[JobHandler], clock: Clock, *,
                  retry: RetryPolicy, lease_seconds: float = 60.0, batch: int = 50,
-                 idle_seconds: float = 0.5, renew_seconds: float | None = None) -> None:
+                 idle_seconds: float = 0.5, renew_seconds: float | None = None,
+                 wake: asyncio.Event | None = None) -> None:
         self._jobs = jobs
         self._handlers = {handler.kind: handler for handler in handlers}
         self._clock = clock
@@ -101,7 +102,9 @@ class Worker:
         # How often a batch in progress renews its leases: a third of a lease unless told. A
         # test on a frozen clock renews often in real time while it moves the clock by leases.
         self._renew = renew_seconds if renew_seconds is not None else lease_seconds / 3
-        self._wake = asyncio.Event()
+        # Given when what wakes the worker must exist before it: the publish pipeline's
+        # announcer, which a fan-out handler of this worker publishes through.
+        self._wake = wake if wake is not None else asyncio.Event()
         self._started = False
         self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
 

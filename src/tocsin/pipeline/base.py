@@ -15,9 +15,9 @@ commit is the acknowledgement.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from tocsin.domain.drafts import NotificationDraft, PublishOutcome
 from tocsin.domain.models import Priority, ReadChange
@@ -29,7 +29,11 @@ from tocsin.domain.types import NotificationType
 class PublishRequest:
     """What a publisher sent, already shape-checked by the API layer. `channels` None means
     the type's defaults (and each user's preferences); named channels are used as named,
-    except where a user turned one off for the type."""
+    except where a user turned one off for the type.
+
+    A publish to a topic names it in `topic` (with no `user_ids`, and maybe users to leave
+    out): the pipeline only checks it (`PublishPipeline.check`), and the fan-out publishes it
+    later, batch by batch, as requests with the subscribers' `user_ids`."""
 
     user_ids: Sequence[str]
     type: str
@@ -41,6 +45,35 @@ class PublishRequest:
     priority: Priority = "normal"
     expires_at: datetime | None = None
     send_at: datetime | None = None
+    topic: str | None = None
+    exclude_user_ids: Sequence[str] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """What a fan-out records of the request it expands (everything but the audience)."""
+        return {"type": self.type, "data": self.data, "title": self.title,
+                "message": self.message, "action_url": self.action_url,
+                "channels": None if self.channels is None else list(self.channels),
+                "priority": self.priority,
+                "expires_at": None if self.expires_at is None else self.expires_at.isoformat(),
+                "send_at": None if self.send_at is None else self.send_at.isoformat(),
+                "topic": self.topic, "exclude_user_ids": list(self.exclude_user_ids)}
+
+    @classmethod
+    def from_json(cls, recorded: dict[str, Any]) -> PublishRequest:
+        """The request as a fan-out recorded it (`to_json`)."""
+        expires, send_at = recorded.get("expires_at"), recorded.get("send_at")
+        return cls(user_ids=(), type=recorded["type"], data=recorded["data"],
+                   title=recorded.get("title"), message=recorded.get("message"),
+                   action_url=recorded.get("action_url"), channels=recorded.get("channels"),
+                   priority=cast(Priority, recorded.get("priority", "normal")),
+                   expires_at=None if expires is None else datetime.fromisoformat(expires),
+                   send_at=None if send_at is None else datetime.fromisoformat(send_at),
+                   topic=recorded.get("topic"),
+                   exclude_user_ids=tuple(recorded.get("exclude_user_ids") or ()))
+
+    def addressed_to(self, user_ids: Sequence[str]) -> PublishRequest:
+        """This request to these users: one batch of a fan-out."""
+        return replace(self, user_ids=list(user_ids), topic=None, exclude_user_ids=())
 
 
 @dataclass(slots=True)

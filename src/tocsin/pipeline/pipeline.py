@@ -3,6 +3,10 @@
 Nothing leaves the process before the store commits: the stages only decide, the store writes
 once, and the announcers run only with what was committed (and never for a replay, which
 committed nothing new).
+
+A publish to a topic is checked here before it is recorded (`check`: every stage over no
+recipients, so the request-wide rules refuse it at once, with nothing written); each batch of
+its fan-out is then an ordinary `publish` to the batch's users, carrying its step.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from tocsin.clock import Clock
 from tocsin.domain.drafts import NotificationDraft, PublishBatch, PublishOutcome
+from tocsin.domain.topics import FanoutStep
 from tocsin.pipeline.base import Publish, PublishAnnouncer, PublishRequest, Stage
 from tocsin.pipeline.fingerprint import fingerprint
 from tocsin.store.base import Store
@@ -29,13 +34,28 @@ class PublishPipeline:
         self._announcers = tuple(announcers)
         self._ttl = idempotency_ttl_seconds
 
+    @property
+    def announcers(self) -> tuple[PublishAnnouncer, ...]:
+        """What acts on a commit: also for what the worker commits as if published then."""
+        return self._announcers
+
+    async def check(self, request: PublishRequest, *, publisher: str) -> None:
+        """Refuse (raise) what every stage would refuse whoever the recipients are: channels,
+        expiry, the type and its title, the size of `exclude_user_ids`. Writes nothing."""
+        publish = Publish(request=request, publisher=publisher, now=self._clock.now(),
+                          drafts=[])
+        for stage in self._stages:
+            await stage(publish)
+
     async def publish(self, request: PublishRequest, *, publisher: str,
                       idempotency_key: str | None = None,
-                      payload: dict[str, Any] | None = None) -> PublishOutcome:
+                      payload: dict[str, Any] | None = None,
+                      step: FanoutStep | None = None) -> PublishOutcome:
         """Store the notifications and return their receipts once committed.
 
         `payload` is the request as received; with an `idempotency_key` its fingerprint decides
-        whether a repeat is the same request.
+        whether a repeat is the same request. `step`: this is a batch of a fan-out, committed
+        with its progress (or `StaleFanout` if another worker committed it first).
         """
         publish = Publish(request=request, publisher=publisher, now=self._clock.now(),
                           drafts=[_draft(request, user_id) for user_id in request.user_ids])
@@ -44,6 +64,7 @@ class PublishPipeline:
         batch = PublishBatch(
             publisher=publisher, drafts=publish.drafts, idempotency_key=idempotency_key,
             fingerprint=fingerprint(payload or {}) if idempotency_key is not None else None,
+            step=step,
         )
         outcome = await self._store.publish(batch, publish.now, self._ttl)
         if not outcome.replayed:

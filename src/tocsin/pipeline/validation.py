@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from tocsin.domain.errors import InvalidInput
 from tocsin.pipeline.base import Publish
@@ -15,16 +15,12 @@ class Validation:
 
     async def __call__(self, publish: Publish) -> None:
         request = publish.request
-        if not request.user_ids:
-            raise InvalidInput("give user_id or a non-empty user_ids")
-        if len(request.user_ids) > self._max_batch_users:
-            raise InvalidInput(
-                f"at most {self._max_batch_users} users per request, got {len(request.user_ids)}",
-                details={"field": "user_ids", "max": self._max_batch_users},
-            )
-        if len(set(request.user_ids)) != len(request.user_ids):
-            raise InvalidInput("user_ids contains the same user more than once",
-                               details={"field": "user_ids"})
+        if request.topic is not None:
+            self._users(request.exclude_user_ids, "exclude_user_ids")
+        else:
+            if not request.user_ids:
+                raise InvalidInput("give user_id, a non-empty user_ids, or a topic")
+            self._users(request.user_ids, "user_ids")
         unknown = sorted(set(request.channels or ()) - self._channels)
         if unknown:
             available = sorted(self._channels)
@@ -41,3 +37,13 @@ class Validation:
             if request.expires_at is not None and request.expires_at <= request.send_at:
                 raise InvalidInput("expires_at is not after send_at: the notification would "
                                    "expire before it is sent", details={"field": "expires_at"})
+
+    def _users(self, user_ids: Sequence[str], field: str) -> None:
+        if len(user_ids) > self._max_batch_users:
+            raise InvalidInput(
+                f"at most {self._max_batch_users} users per request, got {len(user_ids)}",
+                details={"field": field, "max": self._max_batch_users},
+            )
+        if len(set(user_ids)) != len(user_ids):
+            raise InvalidInput(f"{field} contains the same user more than once",
+                               details={"field": field})

@@ -18,6 +18,7 @@ from tocsin.domain.models import (
 )
 from tocsin.domain.preferences import Recipient, UserPreferences
 from tocsin.domain.quiet_hours import QuietHours
+from tocsin.domain.topics import Fanout, FanoutStarted, Topic
 
 
 class Store(Protocol):
@@ -35,6 +36,10 @@ class Store(Protocol):
       seq it is valid at.
     - Reads and read changes are scoped to one user: another user's notification id is reported as
       not found, never as forbidden.
+    - A publish to a topic (`start_fanout`) records the fan-out and queues its job together,
+      or neither. A batch of its expansion (`publish` with `batch.step`) commits with the
+      fan-out's cursor moved past it, and only if the cursor was where the step began (else
+      `StaleFanout` and nothing is written): each subscriber is expanded once.
     - A failure to reach the database raises `StoreUnavailable`, never a driver error.
     """
 
@@ -166,3 +171,46 @@ class Store(Protocol):
     async def purge_notifications(self, before: datetime, limit: int = 1000) -> int:
         """Delete up to `limit` read or out-of-inbox notifications (and finished jobs) older
         than `before`."""
+
+    # -- topics and fan-outs -------------------------------------------------------------------
+
+    async def get_topic(self, name: str) -> Topic:
+        """The topic, or `NotFound`."""
+
+    async def put_topic(self, name: str, self_subscribe: bool, now: datetime) -> Topic:
+        """Create the topic or change its options."""
+
+    async def subscribe(self, topic: str, user_ids: Sequence[str], now: datetime) -> int:
+        """Subscribe the users (idempotent), creating the topic if needed; returns how many
+        were new."""
+
+    async def subscribe_self(self, topic: str, user_id: str, now: datetime) -> bool:
+        """A user subscribes: `NotFound` for an unknown topic, `Forbidden` unless it allows
+        self-subscription; True if they were not subscribed yet."""
+
+    async def unsubscribe(self, topic: str, user_id: str) -> bool:
+        """Remove a subscriber (idempotent); True if they were subscribed."""
+
+    async def unsubscribe_self(self, topic: str, user_id: str) -> bool:
+        """A user unsubscribes, under the same rules as `subscribe_self`."""
+
+    async def subscribers(self, topic: str, *, after: str | None, limit: int) -> list[str]:
+        """A page of subscribers in user-id order after `after`; `NotFound` for no topic."""
+
+    async def start_fanout(self, topic: str, publisher: str, request: dict[str, Any],
+                           exclude: Sequence[str], now: datetime, ttl_seconds: int, *,
+                           idempotency_key: str | None = None, fingerprint: str | None = None
+                           ) -> FanoutStarted:
+        """Record a publish to `topic` (its recipients: the subscribers but `exclude`) and
+        queue its fan-out job; `NotFound` for no topic. Idempotency as for `publish`."""
+
+    async def fanout(self, fanout_id: uuid.UUID) -> Fanout:
+        """A fan-out, or `NotFound`."""
+
+    async def next_recipients(self, topic: str, *, after: str | None, exclude: Sequence[str],
+                              limit: int) -> list[str]:
+        """The next subscribers to expand, in user-id order, but the excluded."""
+
+    async def finish_fanout(self, fanout_id: uuid.UUID, cursor: str | None, now: datetime
+                            ) -> bool:
+        """Mark the fan-out done if its cursor is still `cursor`."""

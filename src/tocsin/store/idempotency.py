@@ -4,7 +4,8 @@ Keys are scoped per publisher. A request claims its key inside its own publish t
 (`INSERT … ON CONFLICT DO NOTHING`); on PostgreSQL a racer's insert waits on the first
 request's uncommitted row, then sees the conflict and reads the committed response, so all
 racers get the same answer. The response is kept as plain JSON (not JSONB), so a replay is the
-first response byte for byte.
+first response byte for byte. Publishes to users and to topics share the keys: a response is
+any JSON (receipts, or a fan-out's id), and the fingerprint tells the two bodies apart.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tocsin.domain.drafts import PublishBatch
 from tocsin.domain.errors import IdempotencyInFlight, IdempotencyMismatch
 from tocsin.store.database import SqlDatabase
 from tocsin.store.errors import Retry
@@ -26,18 +26,17 @@ class IdempotencyKeys:
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
-    async def claim(self, conn: AsyncConnection, batch: PublishBatch, now: datetime,
-                    ttl_seconds: int) -> list[dict[str, Any]] | None:
-        """Claim the batch's key for this request: None, or the committed response of the
-        earlier request that holds it. Raises `IdempotencyMismatch` for another body and
+    async def claim(self, conn: AsyncConnection, publisher: str, key: str,
+                    fingerprint: str | None, now: datetime, ttl_seconds: int) -> Any:
+        """Claim `key` for this request: None, or the committed response of the earlier
+        request that holds it. Raises `IdempotencyMismatch` for another body and
         `IdempotencyInFlight` while the earlier request has not committed."""
-        key_filter = self._filter(batch)
+        key_filter = self._filter(publisher, key)
         await conn.execute(
             idempotency_keys.delete().where(key_filter, idempotency_keys.c.expires_at <= now))
         claim = (
             self._db.insert(idempotency_keys)
-            .values(publisher=batch.publisher, key=batch.idempotency_key,
-                    fingerprint=batch.fingerprint, created_at=now,
+            .values(publisher=publisher, key=key, fingerprint=fingerprint, created_at=now,
                     expires_at=now + timedelta(seconds=ttl_seconds))
             .on_conflict_do_nothing(index_elements=["publisher", "key"])
             .returning(idempotency_keys.c.key)
@@ -50,20 +49,19 @@ class IdempotencyKeys:
         )).first()
         if row is None:  # the holder rolled back between our insert and select: run again
             raise Retry
-        if row.fingerprint != batch.fingerprint:
+        if row.fingerprint != fingerprint:
             raise IdempotencyMismatch(
                 "this Idempotency-Key was used with a different request body",
-                details={"idempotency_key": batch.idempotency_key},
+                details={"idempotency_key": key},
             )
         if row.response is None:
             raise IdempotencyInFlight("a request with this Idempotency-Key is still in flight")
-        response: list[dict[str, Any]] = row.response
-        return response
+        return row.response
 
-    async def record(self, conn: AsyncConnection, batch: PublishBatch,
-                     response: list[dict[str, Any]]) -> None:
+    async def record(self, conn: AsyncConnection, publisher: str, key: str,
+                     response: Any) -> None:
         """Keep the response of the request that claimed the key, in its transaction."""
-        await conn.execute(idempotency_keys.update().where(self._filter(batch))
+        await conn.execute(idempotency_keys.update().where(self._filter(publisher, key))
                            .values(response=response))
 
     async def purge(self, now: datetime) -> int:
@@ -75,6 +73,6 @@ class IdempotencyKeys:
         return await self._db.transact(work)
 
     @staticmethod
-    def _filter(batch: PublishBatch) -> sa.ColumnElement[bool]:
-        return sa.and_(idempotency_keys.c.publisher == batch.publisher,
-                       idempotency_keys.c.key == batch.idempotency_key)
+    def _filter(publisher: str, key: str) -> sa.ColumnElement[bool]:
+        return sa.and_(idempotency_keys.c.publisher == publisher,
+                       idempotency_keys.c.key == key)

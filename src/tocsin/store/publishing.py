@@ -7,6 +7,10 @@ PostgreSQL, takes the row's lock, so concurrent publishers to one user queue on 
 are gap-free. Users are locked in sorted id order, so two batches can never deadlock on each
 other. On SQLite writes are serial (see `store/database.py`), so the same statements are
 trivially so.
+
+A batch of a topic's fan-out carries its step (`PublishBatch.step`): the transaction first
+moves the fan-out's cursor, and only if it was still where the step began (see
+`store/fanouts.py`), so the batch and the progress that says it is done commit together.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from tocsin.jobs.base import DELIVERY, RELEASE, SKIP_IF_READ, JobDraft
 from tocsin.jobs.sql import insert_jobs
 from tocsin.store.analytics import event_row, insert_events
 from tocsin.store.database import SqlDatabase
+from tocsin.store.fanouts import FanoutRecords
 from tocsin.store.grouping import Groups
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.mapping import notification_values
@@ -55,9 +60,11 @@ def bump_users(db: SqlDatabase) -> Any:
 
 
 class Publishing:
-    def __init__(self, db: SqlDatabase, idempotency: IdempotencyKeys) -> None:
+    def __init__(self, db: SqlDatabase, idempotency: IdempotencyKeys,
+                 fanouts: FanoutRecords) -> None:
         self._db = db
         self._idempotency = idempotency
+        self._fanouts = fanouts
         self._bump_users = bump_users(db)
         self._groups = Groups(db)
         self._ensure_users = db.insert(users).values(
@@ -71,8 +78,15 @@ class Publishing:
                 raise ValueError(f"the store has no way yet to commit a {draft.status!r} draft")
 
         async def work(conn: AsyncConnection) -> PublishOutcome:
+            if batch.step is not None:
+                # First, before any user row is locked: the fan-out's row is the one lock
+                # every worker running this fan-out takes, so a second one waits here, then
+                # finds the cursor moved and rolls back having written nothing.
+                await self._fanouts.advance(conn, batch.step, now)
             if batch.idempotency_key is not None:
-                earlier = await self._idempotency.claim(conn, batch, now, ttl_seconds)
+                earlier = await self._idempotency.claim(
+                    conn, batch.publisher, batch.idempotency_key, batch.fingerprint, now,
+                    ttl_seconds)
                 if earlier is not None:
                     return PublishOutcome(notifications=earlier, replayed=True)
             rows, unread, joined = await self._insert(conn, batch, now)
@@ -88,7 +102,8 @@ class Publishing:
                 for index, (draft, item) in enumerate(zip(drafts, rows, strict=True))
             ]
             if batch.idempotency_key is not None:
-                await self._idempotency.record(conn, batch, response)
+                await self._idempotency.record(conn, batch.publisher, batch.idempotency_key,
+                                               response)
             stored = [item for item in rows if item.seq is not None]
             return PublishOutcome(notifications=response, stored=stored, unread=unread,
                                   queued=queued)

@@ -1,8 +1,8 @@
 """The Store on SQLAlchemy Core: one implementation for SQLite and PostgreSQL.
 
 Each concept has its module (`publishing`, `inbox`, `read_state`, `users`, `keys`,
-`idempotency`), all written against one `SqlDatabase`; this class puts them behind the
-`Store` port. How each guarantee of the port is kept is said where it is kept.
+`idempotency`, `topics`, `fanouts`, …), all written against one `SqlDatabase`; this class puts
+them behind the `Store` port. How each guarantee of the port is kept is said where it is kept.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from tocsin.domain.models import (
 )
 from tocsin.domain.preferences import Recipient, UserPreferences
 from tocsin.domain.quiet_hours import QuietHours
+from tocsin.domain.topics import Fanout, FanoutStarted, Topic
 from tocsin.store.database import SqlDatabase
 from tocsin.store.expiry import Expiry
+from tocsin.store.fanouts import FanoutRecords
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.inbox import Inbox
 from tocsin.store.keys import ApiKeys
@@ -34,6 +36,7 @@ from tocsin.store.preferences import Preferences
 from tocsin.store.publishing import Publishing
 from tocsin.store.read_state import ReadState
 from tocsin.store.schedule import Schedule
+from tocsin.store.topics import Topics
 from tocsin.store.types import TypeRows
 from tocsin.store.users import Profiles
 
@@ -44,7 +47,9 @@ class SqlStore:
         self.db = SqlDatabase(url, engine=engine, pool_size=pool_size,
                               connect_timeout=connect_timeout, busy_timeout_ms=busy_timeout_ms)
         self._idempotency = IdempotencyKeys(self.db)
-        self._publishing = Publishing(self.db, self._idempotency)
+        self._fanouts = FanoutRecords(self.db, self._idempotency)
+        self._publishing = Publishing(self.db, self._idempotency, self._fanouts)
+        self._topics = Topics(self.db)
         self._inbox = Inbox(self.db)
         self._reads = ReadState(self.db)
         self._profiles = Profiles(self.db)
@@ -175,3 +180,46 @@ class SqlStore:
 
     async def purge_notifications(self, before: datetime, limit: int = 1000) -> int:
         return await self._expiry.purge(before, limit)
+
+    # -- topics and fan-outs -------------------------------------------------------------------
+
+    async def get_topic(self, name: str) -> Topic:
+        return await self._topics.get(name)
+
+    async def put_topic(self, name: str, self_subscribe: bool, now: datetime) -> Topic:
+        return await self._topics.put(name, self_subscribe, now)
+
+    async def subscribe(self, topic: str, user_ids: Sequence[str], now: datetime) -> int:
+        return await self._topics.subscribe(topic, user_ids, now)
+
+    async def subscribe_self(self, topic: str, user_id: str, now: datetime) -> bool:
+        return await self._topics.subscribe_self(topic, user_id, now)
+
+    async def unsubscribe(self, topic: str, user_id: str) -> bool:
+        return await self._topics.unsubscribe(topic, user_id)
+
+    async def unsubscribe_self(self, topic: str, user_id: str) -> bool:
+        return await self._topics.unsubscribe_self(topic, user_id)
+
+    async def subscribers(self, topic: str, *, after: str | None, limit: int) -> list[str]:
+        return await self._topics.subscribers(topic, after=after, limit=limit)
+
+    async def start_fanout(self, topic: str, publisher: str, request: dict[str, Any],
+                           exclude: Sequence[str], now: datetime, ttl_seconds: int, *,
+                           idempotency_key: str | None = None, fingerprint: str | None = None
+                           ) -> FanoutStarted:
+        return await self._fanouts.start(topic, publisher, request, exclude, now, ttl_seconds,
+                                         idempotency_key=idempotency_key,
+                                         fingerprint=fingerprint)
+
+    async def fanout(self, fanout_id: uuid.UUID) -> Fanout:
+        return await self._fanouts.get(fanout_id)
+
+    async def next_recipients(self, topic: str, *, after: str | None, exclude: Sequence[str],
+                              limit: int) -> list[str]:
+        return await self._fanouts.next_recipients(topic, after=after, exclude=exclude,
+                                                   limit=limit)
+
+    async def finish_fanout(self, fanout_id: uuid.UUID, cursor: str | None, now: datetime
+                            ) -> bool:
+        return await self._fanouts.finish(fanout_id, cursor, now)

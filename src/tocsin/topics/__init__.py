@@ -1,0 +1,1 @@
+"""Topics: named audiences, and the fan-out of a publish to one."""
