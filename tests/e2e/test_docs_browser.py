@@ -64,7 +64,7 @@ async def test_swagger_ui_renders_the_operations_offline(browser: Browser,
             has=page.locator('[data-path="/v1/notifications"]'))
         await expect(publish).to_be_visible()
         await expect(publish.locator(".opblock-summary-description")).to_have_text(
-            "Notify one user or many")
+            "Notify one user, many, or a topic's subscribers")
     finally:
         await page.context.close()
     assert blocked == []
@@ -82,7 +82,8 @@ async def test_redoc_renders_the_operations_offline(browser: Browser,
         await page.goto(f"{server.url}/redoc")
         publish = page.locator('[data-section-id="tag/publisher/operation/'
                                'publish_v1_notifications_post"]')
-        await expect(publish.get_by_role("heading", name="Notify one user or many")
+        await expect(publish.get_by_role(
+            "heading", name="Notify one user, many, or a topic's subscribers")
                      ).to_be_visible()
         # ReDoc 2 shows its maker's logo from cdn.redoc.ly once its menu is up. Wait for the
         # browser to refuse it, so the check below cannot pass only because it was not yet
