@@ -122,3 +122,19 @@ async def test_normal_requests_and_large_bodies_pass(server: LiveServer) -> None
     assert response.status_code == 202, response.text
     long_url = "/healthz?" + "q" * 7000
     assert (await server.api.client.get(long_url)).status_code == 200
+
+
+async def test_a_refusal_reaches_a_client_that_keeps_sending(server: LiveServer) -> None:
+    # Headers far over the limit, all sent before reading: the server refuses with bytes of
+    # the client's still unread. Closed at once, the kernel would answer them with a reset
+    # that can destroy the 431 before the client reads it; drained, the answer arrives.
+    reader, writer = await _connect(server)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    try:
+        for _ in range(64):
+            writer.write(b"X-Padding: " + b"p" * 4096 + b"\r\n")
+            await writer.drain()
+    except ConnectionError:
+        pass
+    assert _status(await _answer(reader)) == 431
+    writer.close()

@@ -7,6 +7,11 @@ library, which sits on it until its own opening timeout. Here the head must be c
 `head_timeout` of the connection (or of the first byte of the next request on a kept-alive
 one), else 408; a URL over `max_url_bytes` is 414 and headers over `max_header_bytes` are 431,
 both before anything reaches the app.
+
+A refusal is closed the way nginx's `lingering_close` does it: the answer is written, the write
+side shut, and whatever the client still sends is read and dropped for a moment before the
+socket closes. Closing at once with the client's bytes unread makes the kernel answer with a
+reset, which can destroy the 408 in the client's buffer before it reads it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class HeadLimits:
     head_timeout: float = 10.0
     max_url_bytes: int = 8192
     max_header_bytes: int = 16384
+    #: How long a refused connection is drained before it closes (see the module's note).
+    linger: float = 2.0
 
 
 class _Refusal(Exception):
@@ -42,6 +49,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_timer: TimerHandle | None = None
         self._head_bytes = 0
         self._refusal: _Refusal | None = None
+        self._lingering = False
 
     @classmethod
     def factory(cls, limits: HeadLimits) -> Any:
@@ -49,6 +57,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         return functools.partial(cls, limits=limits)
 
     # -- the head's deadline -------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lingering:  # a refused connection's further bytes are dropped
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._lingering:  # the client has read the answer and closed: done lingering
+            self.transport.close()
+            return None
+        return super().eof_received()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -120,4 +138,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             f"HTTP/1.1 {status.value} {status.phrase}\r\n"
             "content-type: text/plain; charset=utf-8\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
-        self.transport.close()
+        if self._lingering or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self._lingering = True
+        self.transport.write_eof()
+        self.loop.call_later(self._limits.linger, self.transport.close)
