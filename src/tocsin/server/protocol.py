@@ -62,11 +62,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if not self._lingering:  # a refused connection's further bytes are dropped
             super().data_received(data)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._lingering:  # the client has read the answer and closed: done lingering
             self.transport.close()
-            return None
-        return super().eof_received()
+            return
+        super().eof_received()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
