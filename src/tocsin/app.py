@@ -31,6 +31,7 @@ from tocsin.api import (
     users,
 )
 from tocsin.api.body_limit import BodyLimit
+from tocsin.api.lean_publish import LeanPublish
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.static import PublicStaticFiles
 from tocsin.bus.base import Bus
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
         redoc_url=None,
     )
     app.state.services = services
+    # Innermost of the middleware: the body limit and CORS apply to it as to every route.
+    app.add_middleware(LeanPublish)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.allowed_origins:
         app.add_middleware(

@@ -40,6 +40,12 @@ async def publisher_within_rate(svc: ServicesDep, who: Annotated[Publisher, Depe
                                 ) -> Publisher:
     """The publisher, once its request fits TOCSIN_PUBLISHER_RATE: checked before the body
     is looked at, so a flood of requests, valid or not, costs one count each and no more."""
+    await count_publisher_request(svc, who)
+    return who
+
+
+async def count_publisher_request(svc: Services, who: Publisher) -> None:
+    """Count one request against TOCSIN_PUBLISHER_RATE; over it, `RateLimited` (429)."""
     rate = svc.settings.publisher_limit
     if rate is not None:
         verdict = await svc.limiter.acquire(f"publisher:{who.id}", rate.limit,
@@ -47,7 +53,6 @@ async def publisher_within_rate(svc: ServicesDep, who: Annotated[Publisher, Depe
         if not verdict.allowed:
             raise RateLimited(f"this publisher is over its limit of {rate} requests; "
                               f"nothing was stored", retry_after=verdict.retry_after)
-    return who
 
 
 async def current_user(

@@ -27,6 +27,11 @@ _CODES = {
 
 async def _tocsin_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TocsinError)
+    return tocsin_error_response(exc)
+
+
+def tocsin_error_response(exc: TocsinError) -> Response:
+    """A domain error as the contract's error body, with its status and headers."""
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
@@ -84,7 +89,13 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return unexpected_error_response(request.method, request.url.path)
+
+
+def unexpected_error_response(method: str, path: str) -> Response:
+    """A 500 for an error nothing expected; logged with its traceback (call it from the
+    `except` block that caught it)."""
+    log.exception("unhandled error on %s %s", method, path)
     return error_response(500, "internal_error", "internal error; see the server log")
 
 

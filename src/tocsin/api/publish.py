@@ -11,11 +11,16 @@ from tocsin.api.deps import PublisherDep, RateLimitedPublisherDep, ServicesDep
 from tocsin.api.openapi import AUTHENTICATED, WITH_BODY, errors
 from tocsin.api.responses import OrjsonResponse
 from tocsin.api.schemas import FanoutAccepted, PublishBody, PublishResponse
+from tocsin.auth.keys import Publisher
 from tocsin.domain.errors import NotFound
 from tocsin.pipeline.base import PublishRequest
 from tocsin.pipeline.fingerprint import fingerprint
+from tocsin.services import Services
 
 router = APIRouter(tags=["publisher"])
+
+#: What an Idempotency-Key may be: printable ASCII without spaces, 1 to 255 characters.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 
 IdempotencyKey = Annotated[
     str | None,
@@ -37,6 +42,13 @@ async def publish(body: PublishBody, svc: ServicesDep, who: RateLimitedPublisher
     once the fan-out is recorded (`{"fanout_id", "recipients"}`); the worker then notifies
     each subscriber, and GET /v1/fanouts/{id} tells how far it is. An unknown topic is 404.
     Over TOCSIN_PUBLISHER_RATE: 429 `rate_limited` with Retry-After, and nothing is stored."""
+    return await published(svc, body, who, idempotency_key)
+
+
+async def published(svc: Services, body: PublishBody, who: Publisher,
+                    idempotency_key: str | None) -> OrjsonResponse:
+    """The answer to a valid publish from an authenticated publisher within its rate: also
+    what the lean route (`api/lean_publish.py`) answers, so the two cannot differ."""
     request = PublishRequest(
         user_ids=body.audience, type=body.type, data=body.data, title=body.title,
         message=body.message, action_url=body.action_url, channels=body.channels,
@@ -71,7 +83,7 @@ async def cancel(notification_id: str, svc: ServicesDep, who: PublisherDep) -> R
     return Response(status_code=204)
 
 
-async def _to_topic(svc: ServicesDep, request: PublishRequest, publisher: str,
+async def _to_topic(svc: Services, request: PublishRequest, publisher: str,
                     idempotency_key: str | None, payload: dict[str, object] | None
                     ) -> OrjsonResponse:
     assert request.topic is not None
