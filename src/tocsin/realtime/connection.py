@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -61,8 +62,10 @@ class Connection:
         self.session = session
         self.user_id = session.user_id
         self._svc = services
-        # (item, counted): `counted` items are the live ones held against `queue_size`.
-        self._queue: asyncio.Queue[tuple[Outgoing, bool]] = asyncio.Queue()
+        # (item, counted): `counted` items are the live ones held against `queue_size`. A
+        # deque and one Event, set by whatever gives `next` something to do: an idle stream
+        # holds one waiter and one timer, not two tasks and a queue's getters.
+        self._queue: deque[tuple[Outgoing, bool]] = deque()
         self._counted = 0
         self._closing: Close | None = None
         self._wake = asyncio.Event()
@@ -127,19 +130,19 @@ class Connection:
         while True:
             if self._closing is not None:
                 return self._closing
-            if not self._queue.empty():
-                return self._took(self._queue.get_nowait())
+            if self._queue:
+                return self._took(self._queue.popleft())
             timeout = max(0.0, self.session.deadline() - self._clock.monotonic())
             self._wake.clear()
-            getter = asyncio.ensure_future(self._queue.get())
-            waker = asyncio.ensure_future(self._wake.wait())
-            done, pending = await asyncio.wait({getter, waker}, timeout=timeout,
-                                               return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            if getter in done:
-                return self._took(getter.result())
-            if not done or self.session.deadline() <= self._clock.monotonic():
+            timed_out = False
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                timed_out = True
+            if self._queue or self._closing is not None:
+                continue
+            if timed_out or self.session.deadline() <= self._clock.monotonic():
                 self._apply(self.session.tick(self._clock.monotonic()))
 
     def _took(self, entry: tuple[Outgoing, bool]) -> Outgoing:
@@ -176,7 +179,8 @@ class Connection:
             return
         if counted:
             self._counted += 1
-        self._queue.put_nowait((item, counted))
+        self._queue.append((item, counted))
+        self._wake.set()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
