@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="SSE comment lines and WebSocket pings"
     )
     ws_max_frame_bytes: int = Field(default=4096, ge=256, le=1024 * 1024)
+    ws_compression: bool = Field(
+        default=False,
+        description="Offer permessage-deflate to WebSocket clients: events are small JSON, "
+        "and each compressed connection holds its own zlib state, several times the memory "
+        "of an idle stream")
 
     sweep_seconds: float = Field(
         default=60.0, ge=1, le=3600,
