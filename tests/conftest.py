@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.support.client import Api, settings_for
+from tests.support.db import migrated_sqlite
 from tests.support.services import MISSING, fresh_postgres_database
 from tocsin.app import create_app
 from tocsin.store.sql import SqlStore
@@ -39,7 +40,7 @@ def postgres_database(postgres_url: str) -> str:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Every test that takes this runs once per Store implementation."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tocsin.db'}"
+        return migrated_sqlite(tmp_path / "tocsin.db")
     url: str = request.getfixturevalue("postgres_database")
     return url
 

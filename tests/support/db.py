@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -24,6 +29,39 @@ async def migrated(store: S) -> AsyncIterator[S]:
         yield store
     finally:
         await store.close()
+
+
+_template_lock = threading.Lock()
+_template: Path | None = None
+_template_dir: tempfile.TemporaryDirectory[str] | None = None
+
+
+def migrated_sqlite(path: Path) -> str:
+    """The URL of a SQLite file at `path` holding the migrated, empty schema: a copy of one
+    migrated once per run (migrating a new file costs some 0.15 s, and hundreds of tests each
+    start from one)."""
+    global _template, _template_dir
+    with _template_lock:
+        if _template is None:
+            _template_dir = tempfile.TemporaryDirectory(prefix="tocsin-template-")
+            made = Path(_template_dir.name) / "template.db"
+            # In a thread of its own: callers may be inside a running event loop.
+            worker = threading.Thread(target=asyncio.run, args=(_migrate(made),))
+            worker.start()
+            worker.join()
+            if not made.exists():
+                raise RuntimeError("the SQLite template could not be migrated")
+            _template = made
+    shutil.copyfile(_template, path)
+    return f"sqlite:///{path}"
+
+
+async def _migrate(path: Path) -> None:
+    the_store = SqlStore(f"sqlite:///{path}")
+    try:
+        await the_store.migrate()
+    finally:
+        await the_store.close()  # the last connection's close checkpoints the WAL into it
 
 
 async def row_counts(store: SqlStore) -> dict[str, int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.db import migrated
+from tests.support.db import migrated, migrated_sqlite
 from tocsin.store.sql import SqlStore
 
 
@@ -24,5 +24,5 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
     """A real store on a SQLite file of the test's own: unit tests of what sits on the store."""
-    async with migrated(SqlStore(f"sqlite:///{tmp_path / 'unit.db'}")) as the_store:
+    async with migrated(SqlStore(migrated_sqlite(tmp_path / "unit.db"))) as the_store:
         yield the_store
