@@ -35,6 +35,7 @@ from tocsin.jobs.sql import insert_jobs
 from tocsin.store.analytics import event_row, insert_events
 from tocsin.store.database import SqlDatabase
 from tocsin.store.fanouts import FanoutRecords
+from tocsin.store.group_commit import GroupCommit
 from tocsin.store.grouping import Groups
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.mapping import notification_values
@@ -67,6 +68,7 @@ class Publishing:
         self._fanouts = fanouts
         self._bump_users = bump_users(db)
         self._groups = Groups(db)
+        self._commits = GroupCommit(db)
         self._ensure_users = db.insert(users).values(
             id=sa.bindparam("id"), created_at=sa.bindparam("now"),
             updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["id"])
@@ -108,7 +110,11 @@ class Publishing:
             return PublishOutcome(notifications=response, stored=stored, unread=unread,
                                   queued=queued)
 
-        return await self._db.transact(work)
+        if batch.step is not None:  # committed with its fan-out's cursor, on its own
+            return await self._db.transact(work)
+        outcome: PublishOutcome = await self._commits.run(
+            work, [draft.user_id for draft in batch.drafts])
+        return outcome
 
     async def _insert(self, conn: AsyncConnection, batch: PublishBatch, now: datetime
                       ) -> tuple[list[Notification], dict[str, UnreadCount], set[int]]:

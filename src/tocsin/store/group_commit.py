@@ -1,0 +1,147 @@
+"""Group commit: publishes that arrive while one transaction is in flight share the next one.
+
+A publish on its own pays a BEGIN, a COMMIT and the commit's write-ahead-log flush for a
+statement or two of work. Here one writer per store takes every publish waiting when its
+transaction ends and runs them, one after another and in arrival order, in one transaction:
+one BEGIN, one COMMIT and one flush for all of them. Nothing waits on a timer: an idle store
+starts a publish's transaction at once, and a group is simply what queued up behind the one
+before it.
+
+Each publish keeps its own outcome (its receipts, seqs, counts). They are only visible once the
+group has committed, so a 202 still means committed. A publish that fails (an idempotency key
+reused with another body, say) must not take the others down: the group is rolled back and
+every publish in it runs again in a transaction of its own, so only the failing one fails. A
+database that cannot serve fails the whole group at once with `StoreUnavailable` (running each
+again would only wait for it once per publish). A deadlock or serialisation failure retries the
+whole group, as `SqlDatabase.transact` retries any transaction.
+
+Lock order: a publish locks its users' rows in sorted id order, so two transactions can never
+wait on each other. A group of publishes, run one after another, would lock in no such order
+(one publish's `u5` before the next one's `u2`), and two groups on two nodes could deadlock. So
+on PostgreSQL a group first locks the rows of every user it will touch, sorted, in one
+statement, and what runs after finds them locked already. (A user's very first row, not there
+yet to be locked, is the one exception: two groups creating the same two new users in opposite
+orders can still deadlock; PostgreSQL detects it and the group is retried.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tocsin.domain.errors import StoreUnavailable
+from tocsin.store.database import SqlDatabase
+from tocsin.store.schema import users
+
+Work = Callable[[AsyncConnection], Awaitable[Any]]
+
+#: At most this many publishes share a transaction: the group's row locks and its statements
+#: stay bounded, and so does the wait of the last publish in it.
+MAX_GROUP = 64
+
+
+@dataclass(slots=True)
+class _Waiting:
+    work: Work
+    users: tuple[str, ...]
+    answer: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupCommit:
+    def __init__(self, db: SqlDatabase, max_group: int = MAX_GROUP) -> None:
+        self._db = db
+        self._max_group = max_group
+        self._waiting: list[_Waiting] = []
+        self._current: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._lock_users = sa.select(users.c.id).where(
+            users.c.id == sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
+        ).order_by(users.c.id).with_for_update()
+
+    async def run(self, work: Work, users: Sequence[str]) -> Any:
+        """`work(conn)`'s result once the transaction it ran in has committed; its exception
+        if it failed on its own. `users`: every user whose row `work` may lock. `work` must
+        write nothing outside `conn` (it may run twice: once in a group that was rolled back,
+        then on its own)."""
+        waiting = _Waiting(work, tuple(users))
+        waiting.answer.add_done_callback(_retrieved)
+        self._waiting.append(waiting)
+        if self._writer is None:
+            # A task of its own: a caller that goes away must not stop the others' commit.
+            self._writer = asyncio.create_task(self._write())
+        # The work commits whether or not this caller is still there to hear it (as a
+        # request whose client has gone would); shield it from the caller's cancellation.
+        return await asyncio.shield(waiting.answer)
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                self._current = self._waiting[:self._max_group]
+                del self._waiting[:len(self._current)]
+                await self._commit(self._current)
+                self._current = []
+        finally:
+            self._writer = None
+            # Cancelled (the app is stopping): nobody may be left waiting for ever.
+            closing = StoreUnavailable("the store is closing")
+            for each in (*self._current, *self._waiting):
+                _settle(each, exc=closing)
+            self._current, self._waiting = [], []
+
+    async def _commit(self, group: list[_Waiting]) -> None:
+        if len(group) == 1:
+            await self._alone(group[0])
+            return
+
+        async def together(conn: AsyncConnection) -> list[Any]:
+            if self._db.is_postgres:
+                ids = sorted({user for each in group for user in each.users})
+                await conn.execute(self._lock_users, {"ids": ids})
+            return [await each.work(conn) for each in group]
+
+        try:
+            results = await self._db.transact(together)
+        except StoreUnavailable as exc:
+            for each in group:
+                _settle(each, exc=exc)
+            return
+        except Exception:
+            # One of them failed; which one, and whether the others would have, only a
+            # transaction of each can tell.
+            for each in group:
+                await self._alone(each)
+            return
+        for each, result in zip(group, results, strict=True):
+            _settle(each, result=result)
+
+    async def _alone(self, waiting: _Waiting) -> None:
+        try:
+            result = await self._db.transact(waiting.work)
+        except Exception as exc:
+            _settle(waiting, exc=exc)
+        else:
+            _settle(waiting, result=result)
+
+
+def _retrieved(answer: asyncio.Future[Any]) -> None:
+    # A caller that was cancelled never reads its answer; reading it here keeps asyncio from
+    # logging "exception was never retrieved" for it.
+    if not answer.cancelled():
+        answer.exception()
+
+
+def _settle(waiting: _Waiting, *, result: Any = None, exc: BaseException | None = None
+            ) -> None:
+    if waiting.answer.done():
+        return
+    if exc is not None:
+        waiting.answer.set_exception(exc)
+    else:
+        waiting.answer.set_result(result)
