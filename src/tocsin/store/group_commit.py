@@ -7,6 +7,11 @@ one BEGIN, one COMMIT and one flush for all of them. Nothing waits on a timer: a
 starts a publish's transaction at once, and a group is simply what queued up behind the one
 before it.
 
+A few writers run side by side on PostgreSQL (`writers`): one would leave the database waiting
+for Python and Python for the database, and batches of a hundred users, which gain nothing from
+sharing a transaction, would queue behind each other. On SQLite, whose writes are serial, one.
+A group holds at most `max_group` publishes and `max_rows` notifications.
+
 Each publish keeps its own outcome (its receipts, seqs, counts). They are only visible once the
 group has committed, so a 202 still means committed. A publish that fails (an idempotency key
 reused with another body, say) must not take the others down: the group is rolled back and
@@ -41,9 +46,10 @@ from tocsin.store.schema import users
 
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 
-#: At most this many publishes share a transaction: the group's row locks and its statements
-#: stay bounded, and so does the wait of the last publish in it.
+#: At most this many publishes share a transaction, and at most this many notifications: the
+#: group's row locks and its statements stay bounded, and so does the wait of its last publish.
 MAX_GROUP = 64
+MAX_ROWS = 500
 
 
 @dataclass(slots=True)
@@ -55,12 +61,14 @@ class _Waiting:
 
 
 class GroupCommit:
-    def __init__(self, db: SqlDatabase, max_group: int = MAX_GROUP) -> None:
+    def __init__(self, db: SqlDatabase, *, writers: int = 1, max_group: int = MAX_GROUP,
+                 max_rows: int = MAX_ROWS) -> None:
         self._db = db
+        self._writers_allowed = writers
         self._max_group = max_group
+        self._max_rows = max_rows
         self._waiting: list[_Waiting] = []
-        self._current: list[_Waiting] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: dict[asyncio.Task[None], list[_Waiting]] = {}
         self._lock_users = sa.select(users.c.id).where(
             users.c.id == sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
         ).order_by(users.c.id).with_for_update()
@@ -73,27 +81,44 @@ class GroupCommit:
         waiting = _Waiting(work, tuple(users))
         waiting.answer.add_done_callback(_retrieved)
         self._waiting.append(waiting)
-        if self._writer is None:
+        if len(self._writers) < self._writers_allowed:
             # A task of its own: a caller that goes away must not stop the others' commit.
-            self._writer = asyncio.create_task(self._write())
+            writer = asyncio.create_task(self._write())
+            self._writers[writer] = []
         # The work commits whether or not this caller is still there to hear it (as a
         # request whose client has gone would); shield it from the caller's cancellation.
         return await asyncio.shield(waiting.answer)
 
     async def _write(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
         try:
             while self._waiting:
-                self._current = self._waiting[:self._max_group]
-                del self._waiting[:len(self._current)]
-                await self._commit(self._current)
-                self._current = []
+                group = self._writers[me] = self._next_group()
+                await self._commit(group)
         finally:
-            self._writer = None
-            # Cancelled (the app is stopping): nobody may be left waiting for ever.
+            # Ended by cancellation (the app is stopping): nobody may be left waiting for
+            # ever, neither its own group nor, if no writer is left, those queued.
             closing = StoreUnavailable("the store is closing")
-            for each in (*self._current, *self._waiting):
+            for each in self._writers.pop(me):
                 _settle(each, exc=closing)
-            self._current, self._waiting = [], []
+            if not self._writers:
+                for each in self._waiting:
+                    _settle(each, exc=closing)
+                self._waiting = []
+
+    def _next_group(self) -> list[_Waiting]:
+        """The longest run of the oldest waiting publishes within the group's bounds (the
+        oldest alone if it is over them by itself)."""
+        taken = rows = 0
+        for each in self._waiting:
+            if taken == self._max_group or (taken and rows + len(each.users) > self._max_rows):
+                break
+            taken += 1
+            rows += len(each.users)
+        group = self._waiting[:taken]
+        del self._waiting[:taken]
+        return group
 
     async def _commit(self, group: list[_Waiting]) -> None:
         if len(group) == 1:

@@ -68,7 +68,9 @@ class Publishing:
         self._fanouts = fanouts
         self._bump_users = bump_users(db)
         self._groups = Groups(db)
-        self._commits = GroupCommit(db)
+        # PostgreSQL: a few groups in flight, so the database and this process work side by
+        # side; SQLite writes one transaction at a time whatever is asked of it.
+        self._commits = GroupCommit(db, writers=1 if db.is_sqlite else 4)
         self._ensure_users = db.insert(users).values(
             id=sa.bindparam("id"), created_at=sa.bindparam("now"),
             updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["id"])
