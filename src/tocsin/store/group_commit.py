@@ -10,7 +10,9 @@ before it.
 A few writers run side by side on PostgreSQL (`writers`): one would leave the database waiting
 for Python and Python for the database, and batches of a hundred users, which gain nothing from
 sharing a transaction, would queue behind each other. On SQLite, whose writes are serial, one.
-A group holds at most `max_group` publishes and `max_rows` notifications.
+A group holds at most `max_group` publishes and `max_rows` notifications; a publish of
+`max_rows` or more has nothing to gain from company and runs in a transaction of its own at
+once, beside the writers (the connection pool bounds those).
 
 Each publish keeps its own outcome (its receipts, seqs, counts). They are only visible once the
 group has committed, so a 202 still means committed. A publish that fails (an idempotency key
@@ -49,7 +51,7 @@ Work = Callable[[AsyncConnection], Awaitable[Any]]
 #: At most this many publishes share a transaction, and at most this many notifications: the
 #: group's row locks and its statements stay bounded, and so does the wait of its last publish.
 MAX_GROUP = 64
-MAX_ROWS = 500
+MAX_ROWS = 100
 
 
 @dataclass(slots=True)
@@ -78,6 +80,8 @@ class GroupCommit:
         if it failed on its own. `users`: every user whose row `work` may lock. `work` must
         write nothing outside `conn` (it may run twice: once in a group that was rolled back,
         then on its own)."""
+        if len(users) >= self._max_rows:
+            return await self._db.transact(work)
         waiting = _Waiting(work, tuple(users))
         waiting.answer.add_done_callback(_retrieved)
         self._waiting.append(waiting)
