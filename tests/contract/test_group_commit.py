@@ -124,7 +124,15 @@ async def test_concurrent_publishes_to_few_users_keep_seqs_counts_and_receipts(
         assert receipt["user_id"] == each.drafts[0].user_id
         (stored,) = outcome.stored
         assert str(stored.id) == receipt["id"] and stored.seq == receipt["seq"]
+        # The count it announces is the one at its own seq (nothing was read): merged or
+        # not, as if the publishes had run one after another.
+        unread = outcome.unread[stored.user_id]
+        assert (unread.seq, unread.count) == (stored.seq, stored.seq)
     assert len({o.notifications[0]["id"] for o in outcomes}) == 100
+    for user in recipients:
+        versions = sorted((o.unread[user].seq, o.unread[user].version) for o in outcomes
+                          if user in o.unread)
+        assert [version for _, version in versions] == sorted({v for _, v in versions})
     for user in recipients:
         assert await seqs_of(store, user) == list(range(1, 11))
         assert await assert_counter_matches(store, user) == 10

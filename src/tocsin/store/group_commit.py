@@ -22,6 +22,12 @@ database that cannot serve fails the whole group at once with `StoreUnavailable`
 again would only wait for it once per publish). A deadlock or serialisation failure retries the
 whole group, as `SqlDatabase.transact` retries any transaction.
 
+Merging: what most publishes are (to users, no Idempotency-Key, nothing outbound) can be
+written for the whole group at once rather than one after another: the store passes such a
+publish as `merged` beside its `work`, and the group hands all of them to the store's `merge`,
+which writes them in a few statements and answers each with its own outcome, exactly as if
+they had run in turn. Alone, or when its group failed, a publish runs its `work` instead.
+
 Lock order: a publish locks its users' rows in sorted id order, so two transactions can never
 wait on each other. A group of publishes, run one after another, would lock in no such order
 (one publish's `u5` before the next one's `u2`), and two groups on two nodes could deadlock. So
@@ -47,6 +53,8 @@ from tocsin.store.database import SqlDatabase
 from tocsin.store.schema import users
 
 Work = Callable[[AsyncConnection], Awaitable[Any]]
+#: Writes every `merged` item of a group in one go; answers with one result per item, in order.
+Merge = Callable[[AsyncConnection, list[Any]], Awaitable[list[Any]]]
 
 #: At most this many publishes share a transaction, and at most this many notifications: the
 #: group's row locks and its statements stay bounded, and so does the wait of its last publish.
@@ -58,14 +66,16 @@ MAX_ROWS = 100
 class _Waiting:
     work: Work
     users: tuple[str, ...]
+    merged: Any
     answer: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class GroupCommit:
     def __init__(self, db: SqlDatabase, *, writers: int = 1, max_group: int = MAX_GROUP,
-                 max_rows: int = MAX_ROWS) -> None:
+                 max_rows: int = MAX_ROWS, merge: Merge | None = None) -> None:
         self._db = db
+        self._merge = merge
         self._writers_allowed = writers
         self._max_group = max_group
         self._max_rows = max_rows
@@ -75,14 +85,15 @@ class GroupCommit:
             users.c.id == sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
         ).order_by(users.c.id).with_for_update()
 
-    async def run(self, work: Work, users: Sequence[str]) -> Any:
+    async def run(self, work: Work, users: Sequence[str], merged: Any = None) -> Any:
         """`work(conn)`'s result once the transaction it ran in has committed; its exception
         if it failed on its own. `users`: every user whose row `work` may lock. `work` must
         write nothing outside `conn` (it may run twice: once in a group that was rolled back,
-        then on its own)."""
+        then on its own). `merged`: the same publish for the store's `merge`, when it can be
+        written together with others (then `merge` gives its result, not `work`)."""
         if len(users) >= self._max_rows:
             return await self._db.transact(work)
-        waiting = _Waiting(work, tuple(users))
+        waiting = _Waiting(work, tuple(users), merged if self._merge is not None else None)
         waiting.answer.add_done_callback(_retrieved)
         self._waiting.append(waiting)
         if len(self._writers) < self._writers_allowed:
@@ -130,10 +141,22 @@ class GroupCommit:
             return
 
         async def together(conn: AsyncConnection) -> list[Any]:
-            if self._db.is_postgres:
+            merging = [i for i, each in enumerate(group) if each.merged is not None]
+            alone = [i for i, each in enumerate(group) if each.merged is None]
+            # One merged write locks its users in sorted order by itself; anything more must
+            # take the group's locks first (see the module's note).
+            if self._db.is_postgres and len(alone) + (1 if merging else 0) > 1:
                 ids = sorted({user for each in group for user in each.users})
                 await conn.execute(self._lock_users, {"ids": ids})
-            return [await each.work(conn) for each in group]
+            results: list[Any] = [None] * len(group)
+            if merging:
+                assert self._merge is not None
+                written = await self._merge(conn, [group[i].merged for i in merging])
+                for i, result in zip(merging, written, strict=True):
+                    results[i] = result
+            for i in alone:
+                results[i] = await group[i].work(conn)
+            return results
 
         try:
             results = await self._db.transact(together)

@@ -60,6 +60,25 @@ def bump_users(db: SqlDatabase) -> Any:
                 sort_by_parameter_order=True)
 
 
+def bump_users_by(db: SqlDatabase) -> Any:
+    """As `bump_users`, by `n` at once (parameters `id`, `n`, `now`): a user's `n`
+    notifications of a merged group take `last_seq + 1 … last_seq + n`. The version rises by
+    `n` too, so each of them can be answered with the count, seq and version it would have had
+    alone."""
+    upsert = db.insert(users).values(
+        id=sa.bindparam("id"), unread_count=sa.bindparam("n"), last_seq=sa.bindparam("n"),
+        count_version=sa.bindparam("n"), created_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"))
+    return upsert.on_conflict_do_update(
+        index_elements=["id"],
+        set_={"last_seq": users.c.last_seq + upsert.excluded.last_seq,
+              "unread_count": users.c.unread_count + upsert.excluded.unread_count,
+              "count_version": users.c.count_version + upsert.excluded.count_version,
+              "updated_at": upsert.excluded.updated_at},
+    ).returning(users.c.id, users.c.last_seq, users.c.unread_count, users.c.count_version,
+                sort_by_parameter_order=True)
+
+
 class Publishing:
     def __init__(self, db: SqlDatabase, idempotency: IdempotencyKeys,
                  fanouts: FanoutRecords) -> None:
@@ -70,7 +89,8 @@ class Publishing:
         self._groups = Groups(db)
         # PostgreSQL: a few groups in flight, so the database and this process work side by
         # side; SQLite writes one transaction at a time whatever is asked of it.
-        self._commits = GroupCommit(db, writers=1 if db.is_sqlite else 4)
+        self._commits = GroupCommit(db, writers=1 if db.is_sqlite else 4, merge=self._merge)
+        self._bump_users_by = bump_users_by(db)
         self._ensure_users = db.insert(users).values(
             id=sa.bindparam("id"), created_at=sa.bindparam("now"),
             updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["id"])
@@ -115,8 +135,50 @@ class Publishing:
         if batch.step is not None:  # committed with its fan-out's cursor, on its own
             return await self._db.transact(work)
         outcome: PublishOutcome = await self._commits.run(
-            work, [draft.user_id for draft in batch.drafts])
+            work, [draft.user_id for draft in batch.drafts],
+            merged=(batch, now) if _mergeable(batch) else None)
         return outcome
+
+    async def _merge(self, conn: AsyncConnection,
+                     items: list[tuple[PublishBatch, datetime]]) -> list[PublishOutcome]:
+        """Plain publishes (see `_mergeable`) written together: one upsert for all their users
+        (in sorted order: the lock order), one insert for all their notifications. Each gets
+        the seqs, counts and receipts it would have had if they had run one after another in
+        this order."""
+        per_user: dict[str, int] = {}
+        latest: dict[str, datetime] = {}
+        for batch, now in items:
+            for draft in batch.drafts:
+                per_user[draft.user_id] = per_user.get(draft.user_id, 0) + 1
+                latest[draft.user_id] = max(now, latest.get(draft.user_id, now))
+        bumped = await conn.execute(self._bump_users_by, [
+            {"id": uid, "n": per_user[uid], "now": latest[uid]} for uid in sorted(per_user)])
+        final = {uid: (seq, count, version) for uid, seq, count, version in bumped.all()}
+        # A user's notifications before the last take the values just below its final ones.
+        later = dict(per_user)
+        outcomes: list[PublishOutcome] = []
+        rows: list[dict[str, Any]] = []
+        for batch, now in items:
+            stored: list[Notification] = []
+            unread: dict[str, UnreadCount] = {}
+            for draft in batch.drafts:
+                later[draft.user_id] -= 1
+                seq, count, version = (value - later[draft.user_id]
+                                       for value in final[draft.user_id])
+                item = _notification(draft, seq, now)
+                stored.append(item)
+                unread[draft.user_id] = UnreadCount(count=count, seq=seq, version=version)
+                rows.append(notification_values(
+                    item, idempotency_key=None, publisher=batch.publisher, status=draft.status,
+                    decisions=draft.receipt_channels(), send_at=None))
+            response = [Published(id=item.id, user_id=item.user_id, seq=item.seq,
+                                  status=draft.status,
+                                  channels=draft.receipt_channels()).to_json()
+                        for draft, item in zip(batch.drafts, stored, strict=True)]
+            outcomes.append(PublishOutcome(notifications=response, stored=stored,
+                                           unread=unread))
+        await conn.execute(notifications.insert(), rows)
+        return outcomes
 
     async def _insert(self, conn: AsyncConnection, batch: PublishBatch, now: datetime
                       ) -> tuple[list[Notification], dict[str, UnreadCount], set[int]]:
@@ -165,6 +227,16 @@ class Publishing:
                                     send_at=drafts[i].send_at)
                 for i in plain])
         return [rows[i] for i in range(len(drafts))], unread, joined
+
+
+def _mergeable(batch: PublishBatch) -> bool:
+    """A publish `_merge` can write with others: to users' inboxes, with no Idempotency-Key,
+    nothing grouped and nothing outbound (no jobs, no analytics events to write)."""
+    return batch.idempotency_key is None and batch.step is None and all(
+        draft.in_inbox and draft.group_key is None and draft.send_at is None
+        and not any(decision.enqueues or decision.outcome == THROTTLED
+                    for decision in draft.channels.values())
+        for draft in batch.drafts)
 
 
 def _notification(draft: NotificationDraft, seq: int | None, now: datetime) -> Notification:
