@@ -84,7 +84,7 @@ from compare import (
 from livegen import Connected, Cpu, CpuShare, Flavor, Published, Tally
 from procstat import machine_busy_seconds, memory_kb
 from publish import machine_info, profile_window, py_spy
-from report import report_problems
+from report import machine_line, report_problems
 from server import (
     DEFAULT_PG_ADMIN_DSN,
     HOST,
@@ -732,7 +732,14 @@ def ratio_table(runs: Sequence[Run]) -> str:
 
 def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str],
               builds: Sequence[Build] = ()) -> str:
-    """One run as JSON; `builds`: what was measured (the current build, and any baseline)."""
+    """One run as a JSON line (json_record())."""
+    return json.dumps(json_record(run, args, machine, builds))
+
+
+def json_record(run: Run, args: argparse.Namespace, machine: dict[str, str],
+                builds: Sequence[Build] = ()) -> dict[str, Any]:
+    """One run's record, as the JSON lines give it and bench/plot.py draws it; `builds`: what
+    was measured (the current build, and any baseline)."""
     p, t, c = run.published, run.tally, run.cpu
     lat = run.latencies
     commits = {build.name: build.commit for build in builds}
@@ -777,7 +784,7 @@ def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str],
                          "server_pct": c.server, "postgres_pct": c.postgres,
                          "redis_pct": c.redis, "loadgen_pct": c.loadgen,
                          "other_pct": c.other, "machine_busy_pct": c.machine}
-    return json.dumps(record)
+    return record
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -986,9 +993,7 @@ def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[st
                  builds: Sequence[Build] = ()) -> None:
     compare = len(builds) > 1
     print()
-    print(f"Machine: {machine['nproc']} cores, {machine['cpu']}; Python {machine['python']}; "
-          f"PostgreSQL {machine['postgresql']}; Node.js {machine['node']}; {machine['date']}; "
-          f"commit {machine['commit']}")
+    print(machine_line(machine))
     if compare:
         print("Builds: " + "; ".join(build.describe() for build in builds)
               + ". Each Tocsin scenario and rate ran on both, alternately (ABBA), each run on "
