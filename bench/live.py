@@ -816,6 +816,17 @@ def _scenarios(value: str) -> list[str]:
     return chosen
 
 
+def _png_path(value: str) -> Path:
+    # bench/plot.py, and matplotlib with it, only when a figure is asked for, and then at once:
+    # a missing matplotlib stops the benchmark before its runs rather than after them.
+    try:
+        from plot import png_path
+    except ImportError as exc:
+        raise argparse.ArgumentTypeError(f"drawing needs matplotlib (the dev extra): {exc}"
+                                         ) from None
+    return png_path(value)
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
@@ -862,6 +873,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="5 s runs at 500/s, 1000 idle users, unless given")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also append the raw results to PATH as JSON lines")
+    parser.add_argument("--plot", type=_png_path, metavar="PATH",
+                        help="at the end, draw delivered/s and p99 latency against the asked "
+                             "rate, a line per server and build, into the PNG file PATH "
+                             "(bench/plot.py; needs matplotlib, in the dev extra)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy on every server during each publishing window")
     parser.add_argument("--gc-stats", action="store_true",
@@ -981,11 +996,20 @@ async def amain(args: argparse.Namespace) -> int:
                                                  rate=0, slot=f"anchor-idle-u{args.idle_users}",
                                                  repeat=repeat))
 
+    records = [json_record(run, args, machine, builds) for run in runs]
     if args.json is not None:
         with args.json.open("a") as handle:
-            for run in runs:
-                handle.write(json_line(run, args, machine, builds) + "\n")
+            for record in records:
+                handle.write(json.dumps(record) + "\n")
     print_report(runs, args, machine, builds)
+    if args.plot is not None:
+        from plot import draw  # parse_args() made sure it imports
+
+        try:
+            draw(records, args.plot)
+            print(f"\nFigure: {args.plot}", file=sys.stderr)
+        except ValueError as exc:  # only idle runs: no rate to draw against
+            print(f"\nno figure: {exc}", file=sys.stderr)
     return _verdict(runs)
 
 
