@@ -33,8 +33,12 @@ to the current run beside it, with their min-max for delivered/s, p99 and the se
 1,000 deliveries; the Tocsin / anchor ratios are ratios of medians. Runs are labelled
 `single-r500-rep2` and so on; the JSON lines keep one line per run, with its `repeat` (1 to N).
 
+With --plot PATH, the end of the run draws delivered/s and p99 against the asked rate into a PNG
+(bench/plot.py, which also draws it again from --json files).
+
     .venv/bin/python bench/live.py                  # what `make bench` runs (about 3 minutes)
     .venv/bin/python bench/live.py --quick
+    .venv/bin/python bench/live.py --quick --json /tmp/live.jsonl --plot /tmp/live.png  # figure
     .venv/bin/python bench/live.py --scenarios single --rates 500 --baseline main
     .venv/bin/python bench/live.py --scenarios single --rates 500 --baseline main --repeat 5
     .venv/bin/python bench/live.py --scenarios single --rates 1000,1500,2000
