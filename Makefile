@@ -31,9 +31,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## publish throughput, then live delivery; figures go in docs/benchmarks.md
+bench: $(STAMP)  ## publish throughput, then live delivery (drawn in docs/live-bench.png); figures go in docs/benchmarks.md
 	$(BIN)/python bench/publish.py$(BENCH_ARGS)
-	$(BIN)/python bench/live.py$(BENCH_ARGS)
+	$(BIN)/python bench/live.py --plot docs/live-bench.png$(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .bench-cache

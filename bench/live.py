@@ -33,8 +33,12 @@ to the current run beside it, with their min-max for delivered/s, p99 and the se
 1,000 deliveries; the Tocsin / anchor ratios are ratios of medians. Runs are labelled
 `single-r500-rep2` and so on; the JSON lines keep one line per run, with its `repeat` (1 to N).
 
+With --plot PATH, the end of the run draws delivered/s and p99 against the asked rate into a PNG
+(bench/plot.py, which also draws it again from --json files).
+
     .venv/bin/python bench/live.py                  # what `make bench` runs (about 3 minutes)
     .venv/bin/python bench/live.py --quick
+    .venv/bin/python bench/live.py --quick --json /tmp/live.jsonl --plot /tmp/live.png  # figure
     .venv/bin/python bench/live.py --scenarios single --rates 500 --baseline main
     .venv/bin/python bench/live.py --scenarios single --rates 500 --baseline main --repeat 5
     .venv/bin/python bench/live.py --scenarios single --rates 1000,1500,2000
@@ -84,7 +88,7 @@ from compare import (
 from livegen import Connected, Cpu, CpuShare, Flavor, Published, Tally
 from procstat import machine_busy_seconds, memory_kb
 from publish import machine_info, profile_window, py_spy
-from report import report_problems
+from report import machine_line, report_problems
 from server import (
     DEFAULT_PG_ADMIN_DSN,
     HOST,
@@ -732,7 +736,14 @@ def ratio_table(runs: Sequence[Run]) -> str:
 
 def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str],
               builds: Sequence[Build] = ()) -> str:
-    """One run as JSON; `builds`: what was measured (the current build, and any baseline)."""
+    """One run as a JSON line (json_record())."""
+    return json.dumps(json_record(run, args, machine, builds))
+
+
+def json_record(run: Run, args: argparse.Namespace, machine: dict[str, str],
+                builds: Sequence[Build] = ()) -> dict[str, Any]:
+    """One run's record, as the JSON lines give it and bench/plot.py draws it; `builds`: what
+    was measured (the current build, and any baseline)."""
     p, t, c = run.published, run.tally, run.cpu
     lat = run.latencies
     commits = {build.name: build.commit for build in builds}
@@ -777,7 +788,7 @@ def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str],
                          "server_pct": c.server, "postgres_pct": c.postgres,
                          "redis_pct": c.redis, "loadgen_pct": c.loadgen,
                          "other_pct": c.other, "machine_busy_pct": c.machine}
-    return json.dumps(record)
+    return record
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -807,6 +818,17 @@ def _scenarios(value: str) -> list[str]:
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(SCENARIOS)}")
     return chosen
+
+
+def _png_path(value: str) -> Path:
+    # bench/plot.py, and matplotlib with it, only when a figure is asked for, and then at once:
+    # a missing matplotlib stops the benchmark before its runs rather than after them.
+    try:
+        from plot import png_path
+    except ImportError as exc:
+        raise argparse.ArgumentTypeError(f"drawing needs matplotlib (the dev extra): {exc}"
+                                         ) from None
+    return png_path(value)
 
 
 def _positive_int(value: str) -> int:
@@ -855,6 +877,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="5 s runs at 500/s, 1000 idle users, unless given")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also append the raw results to PATH as JSON lines")
+    parser.add_argument("--plot", type=_png_path, metavar="PATH",
+                        help="at the end, draw delivered/s and p99 latency against the asked "
+                             "rate, a line per server and build, into the PNG file PATH "
+                             "(bench/plot.py; needs matplotlib, in the dev extra)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy on every server during each publishing window")
     parser.add_argument("--gc-stats", action="store_true",
@@ -974,11 +1000,20 @@ async def amain(args: argparse.Namespace) -> int:
                                                  rate=0, slot=f"anchor-idle-u{args.idle_users}",
                                                  repeat=repeat))
 
+    records = [json_record(run, args, machine, builds) for run in runs]
     if args.json is not None:
         with args.json.open("a") as handle:
-            for run in runs:
-                handle.write(json_line(run, args, machine, builds) + "\n")
+            for record in records:
+                handle.write(json.dumps(record) + "\n")
     print_report(runs, args, machine, builds)
+    if args.plot is not None:
+        from plot import draw  # parse_args() made sure it imports
+
+        try:
+            draw(records, args.plot)
+            print(f"\nFigure: {args.plot}", file=sys.stderr)
+        except ValueError as exc:  # only idle runs: no rate to draw against
+            print(f"\nno figure: {exc}", file=sys.stderr)
     return _verdict(runs)
 
 
@@ -986,9 +1021,7 @@ def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[st
                  builds: Sequence[Build] = ()) -> None:
     compare = len(builds) > 1
     print()
-    print(f"Machine: {machine['nproc']} cores, {machine['cpu']}; Python {machine['python']}; "
-          f"PostgreSQL {machine['postgresql']}; Node.js {machine['node']}; {machine['date']}; "
-          f"commit {machine['commit']}")
+    print(machine_line(machine))
     if compare:
         print("Builds: " + "; ".join(build.describe() for build in builds)
               + ". Each Tocsin scenario and rate ran on both, alternately (ABBA), each run on "

@@ -1,9 +1,10 @@
-"""What every benchmark prints when a run is not valid."""
+"""What every benchmark prints around its results: the machine they were measured on, and, loudly,
+what made a run not valid."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 def report_problems(title: str, problems: Iterable[str]) -> int:
@@ -17,3 +18,13 @@ def report_problems(title: str, problems: Iterable[str]) -> int:
         print(f"  - {problem}", file=sys.stderr)
     print(banner, file=sys.stderr)
     return 1
+
+
+def machine_line(machine: Mapping[str, str]) -> str:
+    """The line that heads a benchmark's results: where and on what commit they were measured
+    (publish.machine_info(), plus `node` for the live benchmark). A figure drawn from recorded
+    results is titled with it too, so it reads the same as the tables."""
+    node = f"Node.js {machine['node']}; " if "node" in machine else ""
+    return (f"Machine: {machine['nproc']} cores, {machine['cpu']}; Python {machine['python']}; "
+            f"PostgreSQL {machine['postgresql']}; {node}{machine['date']}; "
+            f"commit {machine['commit']}")
