@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
     app.state.services = services
     # Innermost of the middleware: the body limit and CORS apply to it as to every route.
     app.add_middleware(LeanPublish)
+    app.add_middleware(ws.DirectWebSocket)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.allowed_origins:
         app.add_middleware(
@@ -121,7 +122,7 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
         )
     errors.install(app)
     openapi.install(app, settings)
-    for module in (publish, tokens, users, me, sse, ws, admin, health, types, fanouts):
+    for module in (publish, tokens, users, me, sse, admin, health, types, fanouts):
         app.include_router(module.router)
     app.include_router(preferences.me)
     app.include_router(preferences.users)

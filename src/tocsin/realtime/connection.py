@@ -73,10 +73,11 @@ class Connection:
         self._clock = services.clock  # the session's timers run on it: expiry, gaps, heartbeats
         # The client's operations run one at a time, in the order sent: a client firing frames
         # as fast as it can write them holds one database transaction at a time, not one each.
-        self._ops: asyncio.Queue[ReadOp] = asyncio.Queue()
+        # Made on the first operation: most streams never send one, and every idle stream
+        # would hold a queue and an event for nothing.
+        self._ops: asyncio.Queue[ReadOp] | None = None
         self._op_runner: asyncio.Task[None] | None = None
-        self._ops_room = asyncio.Event()
-        self._ops_room.set()
+        self._ops_room: asyncio.Event | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -113,7 +114,8 @@ class Connection:
     async def room(self) -> None:
         """Returns once the client may send its next frame: a transport awaits this between
         frames, so a client whose operations pile up is slowed down by TCP itself."""
-        await self._ops_room.wait()
+        if self._ops_room is not None:
+            await self._ops_room.wait()
 
     def shutdown(self, code: int, reason: str) -> None:
         self._apply(self.session.close(code, reason))
@@ -189,23 +191,26 @@ class Connection:
         return task
 
     def _queue_op(self, op: ReadOp) -> None:
+        if self._ops is None or self._ops_room is None:
+            self._ops, self._ops_room = asyncio.Queue(), asyncio.Event()
+            self._ops_room.set()
         self._ops.put_nowait(op)
         if self._ops.qsize() >= MAX_PENDING_OPS:
             self._ops_room.clear()
         if self._op_runner is None:
-            self._op_runner = self._spawn(self._run_ops())
+            self._op_runner = self._spawn(self._run_ops(self._ops, self._ops_room))
 
-    async def _run_ops(self) -> None:
+    async def _run_ops(self, ops: asyncio.Queue[ReadOp], room: asyncio.Event) -> None:
         while True:
-            op = await self._ops.get()
+            op = await ops.get()
             try:
                 await self._mark(op)
             except Exception:  # one failed operation must not leave the rest unanswered
                 log.exception("operation %r of user %s failed", op, self.user_id)
                 self._apply(self.session.operation_failed(op, "internal_error",
                                                           "the operation failed; try again"))
-            if self._ops.qsize() < MAX_PENDING_OPS:
-                self._ops_room.set()
+            if ops.qsize() < MAX_PENDING_OPS:
+                room.set()
 
     async def _fetch(self, action: Fetch) -> None:
         # Whatever goes wrong, the stream ends with a close code the client acts on (reconnect
