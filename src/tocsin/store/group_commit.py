@@ -26,7 +26,9 @@ Merging: what most publishes are (to users, no Idempotency-Key, nothing outbound
 written for the whole group at once rather than one after another: the store passes such a
 publish as `merged` beside its `work`, and the group hands all of them to the store's `merge`,
 which writes them in a few statements and answers each with its own outcome, exactly as if
-they had run in turn. Alone, or when its group failed, a publish runs its `work` instead.
+they had run in turn. A group of nothing else goes to `merge_alone` when the store has one
+(PostgreSQL: one statement, no transaction around it). When its group failed, a publish runs
+its `work` instead.
 
 Lock order: a publish locks its users' rows in sorted id order, so two transactions can never
 wait on each other. A group of publishes, run one after another, would lock in no such order
@@ -55,6 +57,9 @@ from tocsin.store.schema import users
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 #: Writes every `merged` item of a group in one go; answers with one result per item, in order.
 Merge = Callable[[AsyncConnection, list[Any]], Awaitable[list[Any]]]
+#: The same for a group of nothing but merged items, outside any transaction (atomic on its
+#: own: one statement).
+MergeAlone = Callable[[list[Any]], Awaitable[list[Any]]]
 
 #: At most this many publishes share a transaction, and at most this many notifications: the
 #: group's row locks and its statements stay bounded, and so does the wait of its last publish.
@@ -73,9 +78,11 @@ class _Waiting:
 
 class GroupCommit:
     def __init__(self, db: SqlDatabase, *, writers: int = 1, max_group: int = MAX_GROUP,
-                 max_rows: int = MAX_ROWS, merge: Merge | None = None) -> None:
+                 max_rows: int = MAX_ROWS, merge: Merge | None = None,
+                 merge_alone: MergeAlone | None = None) -> None:
         self._db = db
         self._merge = merge
+        self._merge_alone = merge_alone
         self._writers_allowed = writers
         self._max_group = max_group
         self._max_rows = max_rows
@@ -136,6 +143,9 @@ class GroupCommit:
         return group
 
     async def _commit(self, group: list[_Waiting]) -> None:
+        if self._merge_alone is not None and all(each.merged is not None for each in group):
+            await self._merged_alone(group)
+            return
         if len(group) == 1:
             await self._alone(group[0])
             return
@@ -168,6 +178,21 @@ class GroupCommit:
             # One of them failed; which one, and whether the others would have, only a
             # transaction of each can tell.
             for each in group:
+                await self._alone(each)
+            return
+        for each, result in zip(group, results, strict=True):
+            _settle(each, result=result)
+
+    async def _merged_alone(self, group: list[_Waiting]) -> None:
+        assert self._merge_alone is not None
+        try:
+            results = await self._merge_alone([each.merged for each in group])
+        except StoreUnavailable as exc:
+            for each in group:
+                _settle(each, exc=exc)
+            return
+        except Exception:
+            for each in group:  # as for any failed group: each on its own
                 await self._alone(each)
             return
         for each, result in zip(group, results, strict=True):

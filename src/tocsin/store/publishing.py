@@ -39,6 +39,7 @@ from tocsin.store.group_commit import GroupCommit
 from tocsin.store.grouping import Groups
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.mapping import notification_values
+from tocsin.store.merged_write import MergePlan, write_on_postgres
 from tocsin.store.schema import notifications, users
 
 
@@ -89,7 +90,9 @@ class Publishing:
         self._groups = Groups(db)
         # PostgreSQL: a few groups in flight, so the database and this process work side by
         # side; SQLite writes one transaction at a time whatever is asked of it.
-        self._commits = GroupCommit(db, writers=1 if db.is_sqlite else 4, merge=self._merge)
+        self._commits = GroupCommit(
+            db, writers=1 if db.is_sqlite else 4, merge=self._merge,
+            merge_alone=self._merge_alone if db.is_postgres else None)
         self._bump_users_by = bump_users_by(db)
         self._ensure_users = db.insert(users).values(
             id=sa.bindparam("id"), created_at=sa.bindparam("now"),
@@ -136,49 +139,34 @@ class Publishing:
             return await self._db.transact(work)
         outcome: PublishOutcome = await self._commits.run(
             work, [draft.user_id for draft in batch.drafts],
-            merged=(batch, now) if _mergeable(batch) else None)
+            merged=(batch, now) if mergeable(batch) else None)
         return outcome
 
     async def _merge(self, conn: AsyncConnection,
                      items: list[tuple[PublishBatch, datetime]]) -> list[PublishOutcome]:
-        """Plain publishes (see `_mergeable`) written together: one upsert for all their users
-        (in sorted order: the lock order), one insert for all their notifications. Each gets
-        the seqs, counts and receipts it would have had if they had run one after another in
-        this order."""
-        per_user: dict[str, int] = {}
-        latest: dict[str, datetime] = {}
-        for batch, now in items:
-            for draft in batch.drafts:
-                per_user[draft.user_id] = per_user.get(draft.user_id, 0) + 1
-                latest[draft.user_id] = max(now, latest.get(draft.user_id, now))
+        """Plain publishes (see `mergeable`) written together in the group's transaction:
+        one upsert for all their users (in sorted order: the lock order), one insert for all
+        their notifications (see `store/merged_write.py`)."""
+        plan = MergePlan(items)
         bumped = await conn.execute(self._bump_users_by, [
-            {"id": uid, "n": per_user[uid], "now": latest[uid]} for uid in sorted(per_user)])
+            {"id": uid, "n": plan.counts[uid], "now": plan.latest[uid]} for uid in plan.users])
         final = {uid: (seq, count, version) for uid, seq, count, version in bumped.all()}
-        # A user's notifications before the last take the values just below its final ones.
-        later = dict(per_user)
-        outcomes: list[PublishOutcome] = []
-        rows: list[dict[str, Any]] = []
-        for batch, now in items:
-            stored: list[Notification] = []
-            unread: dict[str, UnreadCount] = {}
-            for draft in batch.drafts:
-                later[draft.user_id] -= 1
-                seq, count, version = (value - later[draft.user_id]
-                                       for value in final[draft.user_id])
-                item = _notification(draft, seq, now)
-                stored.append(item)
-                unread[draft.user_id] = UnreadCount(count=count, seq=seq, version=version)
-                rows.append(notification_values(
-                    item, idempotency_key=None, publisher=batch.publisher, status=draft.status,
-                    decisions=draft.receipt_channels(), send_at=None))
-            response = [Published(id=item.id, user_id=item.user_id, seq=item.seq,
-                                  status=draft.status,
-                                  channels=draft.receipt_channels()).to_json()
-                        for draft, item in zip(batch.drafts, stored, strict=True)]
-            outcomes.append(PublishOutcome(notifications=response, stored=stored,
-                                           unread=unread))
-        await conn.execute(notifications.insert(), rows)
-        return outcomes
+        stored = plan.notifications(final)
+        await conn.execute(notifications.insert(), [
+            notification_values(item, idempotency_key=None,
+                                publisher=items[each.batch][0].publisher,
+                                status=each.draft.status,
+                                decisions=each.draft.receipt_channels(), send_at=None)
+            for each, item in zip(plan.planned, stored, strict=True)])
+        return plan.outcomes(final, stored)
+
+    async def _merge_alone(self, items: list[tuple[PublishBatch, datetime]]
+                           ) -> list[PublishOutcome]:
+        """A group of nothing but plain publishes, on PostgreSQL: one autocommitted statement,
+        outside any transaction (see `store/merged_write.py`)."""
+        async with self._db.reading() as conn:
+            raw = await conn.get_raw_connection()
+            return await write_on_postgres(raw.driver_connection, MergePlan(items))
 
     async def _insert(self, conn: AsyncConnection, batch: PublishBatch, now: datetime
                       ) -> tuple[list[Notification], dict[str, UnreadCount], set[int]]:
@@ -229,7 +217,7 @@ class Publishing:
         return [rows[i] for i in range(len(drafts))], unread, joined
 
 
-def _mergeable(batch: PublishBatch) -> bool:
+def mergeable(batch: PublishBatch) -> bool:
     """A publish `_merge` can write with others: to users' inboxes, with no Idempotency-Key,
     nothing grouped and nothing outbound (no jobs, no analytics events to write)."""
     return batch.idempotency_key is None and batch.step is None and all(
