@@ -200,3 +200,15 @@ async def test_a_plain_publish_is_stored_alike_merged_or_not(store: SqlStore) ->
         del row["id"], row["user_id"], row["idempotency_key"]
     assert merged == alone
     assert merged["seq"] == 1 and merged["data"] == fields["data"]
+
+
+async def test_a_batch_as_large_as_a_group_is_written_at_once(store: SqlStore) -> None:
+    recipients = [new_user() for _ in range(150)]
+    outcome = await store.publish(batch(*recipients), NOW, TTL)
+    assert [receipt["user_id"] for receipt in outcome.notifications] == recipients
+    assert [item.seq for item in outcome.stored] == [1] * 150
+    assert {user: (count.count, count.seq) for user, count in outcome.unread.items()} == {
+        user: (1, 1) for user in recipients}
+    for user in recipients[::50]:
+        assert await seqs_of(store, user) == [1]
+        assert await assert_counter_matches(store, user) == 1
