@@ -99,15 +99,15 @@ class GroupCommit:
         then on its own). `merged`: the same publish for the store's `merge`, when it can be
         written together with others (then `merge` gives its result, not `work`)."""
         if len(users) >= self._max_rows:  # a group by itself, written at once
-            if merged is not None and self._merge_alone is not None:
-                try:
-                    (result,) = await self._merge_alone([merged])
-                    return result
-                except StoreUnavailable:
-                    raise
-                except Exception:  # as for any failed group: through `work` instead
-                    pass
-            return await self._db.transact(work)
+            if merged is None or self._merge_alone is None:
+                return await self._db.transact(work)
+            try:
+                (result,) = await self._merge_alone([merged])
+            except StoreUnavailable:
+                raise
+            except Exception:  # as for any failed group: through `work` instead
+                return await self._db.transact(work)
+            return result
         waiting = _Waiting(work, tuple(users), merged if self._merge is not None else None)
         waiting.answer.add_done_callback(_retrieved)
         self._waiting.append(waiting)
