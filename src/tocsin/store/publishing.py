@@ -110,6 +110,14 @@ class Publishing:
                 # every worker running this fan-out takes, so a second one waits here, then
                 # finds the cursor moved and rolls back having written nothing.
                 await self._fanouts.advance(conn, batch.step, now)
+                if self._db.is_postgres and _plain(batch):
+                    # The cursor's UPDATE began the transaction: the batch's one statement
+                    # runs inside it, so batch and progress still commit together.
+                    raw = await conn.get_raw_connection()
+                    pg = raw.driver_connection
+                    if pg is not None and pg.is_in_transaction():
+                        (outcome,) = await write_on_postgres(pg, MergePlan([(batch, now)]))
+                        return outcome
             if batch.idempotency_key is not None:
                 earlier = await self._idempotency.claim(
                     conn, batch.publisher, batch.idempotency_key, batch.fingerprint, now,
@@ -219,8 +227,14 @@ class Publishing:
 
 def mergeable(batch: PublishBatch) -> bool:
     """A publish `_merge` can write with others: to users' inboxes, with no Idempotency-Key,
-    nothing grouped and nothing outbound (no jobs, no analytics events to write)."""
-    return batch.idempotency_key is None and batch.step is None and all(
+    nothing grouped and nothing outbound (no jobs, no analytics events to write), and not a
+    fan-out's batch (committed with its cursor)."""
+    return batch.step is None and _plain(batch)
+
+
+def _plain(batch: PublishBatch) -> bool:
+    """What `store/merged_write.py` can write: the drafts' rows and their users' bumps only."""
+    return batch.idempotency_key is None and all(
         draft.in_inbox and draft.group_key is None and draft.send_at is None
         and not any(decision.enqueues or decision.outcome == THROTTLED
                     for decision in draft.channels.values())
