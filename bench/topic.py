@@ -17,7 +17,7 @@ existing users), then analyzed. Then:
 Finally the stored rows are counted: every subscriber's notification, plus every single
 publish that got its 202.
 
-    .venv/bin/python bench/topic.py                      # 100,000 subscribers, batch 500
+    .venv/bin/python bench/topic.py                      # 100,000 subscribers, batch 100
     .venv/bin/python bench/topic.py --subscribers 20000 --seconds 5   # a quick look
     .venv/bin/python bench/topic.py --worker separate    # the fan-out in its own process
     .venv/bin/python bench/topic.py --batch 1000 --json /tmp/topic.json
@@ -109,7 +109,7 @@ async def add_subscribers(database: Database, count: int) -> None:
             records=((TOPIC, user, now) for user in users))
         # As after any bulk load: without statistics the planner takes the tables for a few
         # rows, and reads every remaining subscriber (and every user) for each batch instead
-        # of one index range of 500 (autovacuum would analyze them too, later).
+        # of one index range of a batch (autovacuum would analyze them too, later).
         await conn.execute("ANALYZE users, topic_subscribers")
     finally:
         await conn.close()
@@ -270,7 +270,7 @@ def problems(result: Result) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=500, help="TOCSIN_FANOUT_BATCH")
+    parser.add_argument("--batch", type=int, default=100, help="TOCSIN_FANOUT_BATCH")
     parser.add_argument("--worker", choices=("in-process", "separate"), default="in-process",
                         help="who expands the fan-out: the server's own worker, or a "
                         "`tocsin worker` process")
