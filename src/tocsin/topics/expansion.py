@@ -18,6 +18,7 @@ toward a dead letter) stay those of the current slice.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
@@ -31,6 +32,9 @@ from tocsin.jobs.worker import Done, GiveUp, Outcome, Report, Skipped
 from tocsin.pipeline.base import PublishRequest
 from tocsin.pipeline.pipeline import PublishPipeline
 from tocsin.store.base import Store
+
+#: The longest pause after a batch, whatever it took.
+_MAX_PAUSE = 1.0
 
 log = logging.getLogger("tocsin.worker")
 
@@ -64,12 +68,17 @@ class FanoutHandler:
         for _ in range(self._batches_per_job):
             if fanout.status == "done":
                 return Done()
+            started = self._clock.monotonic()
             try:
                 fanout = await self._next(fanout, request)
             except StoreUnavailable:
                 raise  # the lease lapses; the job is claimed again once the store is back
             except TocsinError as exc:  # the batch was refused (a type removed meanwhile…)
                 return GiveUp(f"the batch after {fanout.cursor!r} was refused: {exc.message}")
+            # Paced: after each batch, as long a pause as it took. A fan-out runs beside the
+            # requests (in the server's own worker, or on the same cores), and at full speed
+            # it took their CPU: single publishes' p99 went from 8 to 18-22 ms during one.
+            await asyncio.sleep(min(self._clock.monotonic() - started, _MAX_PAUSE))
         if fanout.status == "done":
             return Done()
         await self._jobs.enqueue([JobDraft(
