@@ -23,14 +23,13 @@ from tocsin.domain.types import merged_actors
 from tocsin.store.database import SqlDatabase
 from tocsin.store.mapping import notification_from, notification_values
 from tocsin.store.schema import notifications, users
+from tocsin.store.users import ensure_users
 
 
 class Groups:
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
-        self._ensure_user = db.insert(users).values(
-            id=sa.bindparam("id"), created_at=sa.bindparam("now"),
-            updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["id"])
+        self._ensure_user = ensure_users(db)
         self._next_seq = (
             users.update().where(users.c.id == sa.bindparam("uid"))
             .values(last_seq=users.c.last_seq + 1,

@@ -21,6 +21,7 @@ from tocsin.domain.quiet_hours import QuietHours
 from tocsin.store.database import SqlDatabase
 from tocsin.store.mapping import PROFILE_FIELDS
 from tocsin.store.schema import preferences, user_settings, users
+from tocsin.store.users import ensure_users
 
 _CHUNK = 500  # recipients per statement: far below every backend's limit on parameters
 
@@ -28,6 +29,7 @@ _CHUNK = 500  # recipients per statement: far below every backend's limit on par
 class Preferences:
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
+        self._ensure_users = ensure_users(db)
         own = preferences.alias("own")
         self._recipients = (
             sa.select(users.c.id, *(users.c[name] for name in PROFILE_FIELDS),
@@ -122,9 +124,7 @@ class Preferences:
 
     async def _ensure_user(self, conn: AsyncConnection, user_id: str, now: datetime) -> None:
         """Preferences may come before the first notification: the user's row must exist."""
-        await conn.execute(self._db.insert(users).values(
-            id=user_id, created_at=now, updated_at=now).on_conflict_do_nothing(
-            index_elements=["id"]))
+        await conn.execute(self._ensure_users, {"id": user_id, "now": now})
 
 
 def _settings(row: Any, own: dict[str, TypePreference]) -> UserPreferences:

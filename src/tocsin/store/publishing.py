@@ -41,6 +41,7 @@ from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.mapping import notification_values
 from tocsin.store.merged_write import MergePlan, write_on_postgres
 from tocsin.store.schema import notifications, users
+from tocsin.store.users import ensure_users
 
 
 def bump_users(db: SqlDatabase) -> Any:
@@ -94,9 +95,7 @@ class Publishing:
             db, writers=1 if db.is_sqlite else 4, merge=self._merge,
             merge_alone=self._merge_alone if db.is_postgres else None)
         self._bump_users_by = bump_users_by(db)
-        self._ensure_users = db.insert(users).values(
-            id=sa.bindparam("id"), created_at=sa.bindparam("now"),
-            updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["id"])
+        self._ensure_users = ensure_users(db)
 
     async def publish(self, batch: PublishBatch, now: datetime, ttl_seconds: int
                       ) -> PublishOutcome:

@@ -6,6 +6,7 @@ A profile write never touches the user's counter or seq: those belong to publish
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,6 +16,16 @@ from tocsin.domain.models import UserProfile
 from tocsin.store.database import SqlDatabase
 from tocsin.store.mapping import profile_from, profile_values
 from tocsin.store.schema import users
+
+
+def ensure_users(db: SqlDatabase) -> Any:
+    """The statement that makes each user's row (parameters `id`, `now`) if it is not there
+    yet, and leaves an existing one as it is: for what refers to a user before, or without,
+    their first notification in the inbox (preferences, grouped items, notifications kept out
+    of the inbox). One cached statement, executed with one parameter set per user."""
+    return db.insert(users).values(
+        id=sa.bindparam("id"), created_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["id"])
 
 
 class Profiles:
