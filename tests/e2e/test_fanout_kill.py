@@ -11,7 +11,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ import sqlalchemy as sa
 from tests.e2e.test_worker_kill import WorkerProcess, exit_code, start_worker
 from tests.support.client import Api, settings_for
 from tests.support.server import tocsin_env
-from tests.support.services import fresh_postgres_database
 from tocsin.app import create_app
 from tocsin.store.schema import fanouts, notifications, topic_subscribers, topics
 from tocsin.store.sql import SqlStore
@@ -35,22 +33,6 @@ BATCH = 100
 LEASE_SECONDS = 3
 TOPIC = "project-kill"
 
-
-@pytest.fixture
-def database(postgres_url: str) -> Iterator[str]:
-    """A database of this test's own: its workers take every due job they find."""
-    with fresh_postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def store(database: str) -> AsyncIterator[SqlStore]:
-    the_store = SqlStore(database)
-    await the_store.migrate()
-    try:
-        yield the_store
-    finally:
-        await the_store.close()
 
 
 async def with_subscribers(store: SqlStore) -> list[str]:
@@ -112,23 +94,23 @@ async def until_done(store: SqlStore, fanout_id: uuid.UUID, within: float) -> An
 
 
 async def test_a_worker_killed_mid_expansion_notifies_every_subscriber_exactly_once(
-    store: SqlStore, database: str, tmp_path: Path
+    own_store: SqlStore, own_database: str, tmp_path: Path
 ) -> None:
-    users = await with_subscribers(store)
-    accepted = await publish_to_topic(store)
+    users = await with_subscribers(own_store)
+    accepted = await publish_to_topic(own_store)
     assert accepted["recipients"] == SUBSCRIBERS
     fanout_id = uuid.UUID(accepted["fanout_id"])
 
-    env = tocsin_env(database, TOCSIN_FANOUT_BATCH=str(BATCH),
+    env = tocsin_env(own_database, TOCSIN_FANOUT_BATCH=str(BATCH),
                      TOCSIN_OUTBOX_LEASE_SECONDS=str(LEASE_SECONDS))
     doomed = start_worker(env, tmp_path, "doomed")
     workers = [doomed]
     try:
-        at_kill = await kill_halfway(store, doomed, fanout_id)
+        at_kill = await kill_halfway(own_store, doomed, fanout_id)
         assert 0 < at_kill < SUBSCRIBERS
         survivor = start_worker(env, tmp_path, "survivor")
         workers.append(survivor)
-        row = await until_done(store, fanout_id, within=120)
+        row = await until_done(own_store, fanout_id, within=120)
         survivor.process.send_signal(signal.SIGTERM)
         assert await exit_code(survivor) == 0, survivor.output()
     finally:
@@ -139,7 +121,7 @@ async def test_a_worker_killed_mid_expansion_notifies_every_subscriber_exactly_o
                 worker.process.wait(timeout=10)
 
     assert (row.processed, row.recipients, row.cursor) == (SUBSCRIBERS, SUBSCRIBERS, users[-1])
-    async with store.engine.connect() as conn:
+    async with own_store.engine.connect() as conn:
         counted = (await conn.execute(
             sa.select(notifications.c.user_id, sa.func.count(), sa.func.max(notifications.c.seq))
             .group_by(notifications.c.user_id))).all()

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import sqlalchemy as sa
 from tests.e2e.test_worker_kill import WorkerProcess, exit_code, start_worker
 from tests.support.client import PUBLISHER_KEY, new_user
 from tests.support.server import tocsin_env, tocsin_server
-from tests.support.services import fresh_postgres_database
 from tocsin.jobs.base import RELEASE
 from tocsin.store.schema import jobs, notifications, users
 from tocsin.store.sql import SqlStore
@@ -34,22 +32,6 @@ LEASE_SECONDS = 3
 BATCH = 10  # releases per claim: each worker claims many times, so one dies in the middle
 AHEAD = timedelta(seconds=4)  # send_at: time for both workers to start first
 
-
-@pytest.fixture
-def database(postgres_url: str) -> Iterator[str]:
-    """A database of this test's own: its workers take every due job they find."""
-    with fresh_postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def store(database: str) -> AsyncIterator[SqlStore]:
-    the_store = SqlStore(database)
-    await the_store.migrate()
-    try:
-        yield the_store
-    finally:
-        await the_store.close()
 
 
 async def schedule(env: dict[str, str], cwd: Path, user_ids: list[str]) -> list[uuid.UUID]:
@@ -124,9 +106,9 @@ async def until_no_release_pending(store: SqlStore, within: float) -> dict[str, 
 
 
 async def test_a_killed_worker_releases_every_scheduled_notification_exactly_once(
-        store: SqlStore, database: str, tmp_path: Path) -> None:
+        own_store: SqlStore, own_database: str, tmp_path: Path) -> None:
     user_ids = [new_user("rel") for _ in range(TOTAL)]
-    env = tocsin_env(database, TOCSIN_OUTBOX_LEASE_SECONDS=str(LEASE_SECONDS),
+    env = tocsin_env(own_database, TOCSIN_OUTBOX_LEASE_SECONDS=str(LEASE_SECONDS),
                      TOCSIN_OUTBOX_BATCH=str(BATCH))
     doomed = start_worker(env, tmp_path, "doomed")
     survivor = start_worker(env, tmp_path, "survivor")
@@ -134,11 +116,11 @@ async def test_a_killed_worker_releases_every_scheduled_notification_exactly_onc
     try:
         ids = await schedule(env, tmp_path, user_ids)
         assert len(set(ids)) == TOTAL
-        held = await kill_while_releasing(store, doomed, ids)
+        held = await kill_while_releasing(own_store, doomed, ids)
         late = start_worker(env, tmp_path, "late")  # joins after the kill
         workers.append(late)
 
-        counts = await until_no_release_pending(store, within=90)
+        counts = await until_no_release_pending(own_store, within=90)
         for worker in (survivor, late):
             worker.process.send_signal(signal.SIGTERM)
             assert await exit_code(worker) == 0, worker.output()
@@ -149,7 +131,7 @@ async def test_a_killed_worker_releases_every_scheduled_notification_exactly_onc
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.process.wait(timeout=10)
 
-    async with store.engine.connect() as conn:
+    async with own_store.engine.connect() as conn:
         rows = (await conn.execute(
             sa.select(notifications.c.id, notifications.c.user_id, notifications.c.seq,
                       notifications.c.status, notifications.c.read)

@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from tests.support.client import new_user
 from tests.support.jobs import ids_of, job_rows, publish_email
 from tests.support.server import tocsin_env
-from tests.support.services import fresh_postgres_database
 from tests.support.smtp import SmtpServer, smtp_server
 from tocsin.domain.models import UserProfile
 from tocsin.jobs.base import DELIVERY
@@ -69,22 +68,6 @@ async def exit_code(worker: WorkerProcess, within: float = 15) -> int | None:
         await asyncio.sleep(0.05)
     return None
 
-
-@pytest.fixture
-def database(postgres_url: str) -> Iterator[str]:
-    """A database of this test's own: its workers take every due delivery they find."""
-    with fresh_postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def store(database: str) -> AsyncIterator[SqlStore]:
-    the_store = SqlStore(database)
-    await the_store.migrate()
-    try:
-        yield the_store
-    finally:
-        await the_store.close()
 
 
 @pytest.fixture
@@ -159,10 +142,10 @@ async def until_all_sent(store: SqlStore, smtp: SmtpServer, within: float) -> di
 
 
 async def test_a_killed_worker_loses_no_email_and_resends_only_what_it_held(
-    store: SqlStore, smtp: SmtpServer, database: str, tmp_path: Path
+    own_store: SqlStore, smtp: SmtpServer, own_database: str, tmp_path: Path
 ) -> None:
-    notification_ids = await queue_emails(store)
-    env = tocsin_env(database, TOCSIN_SMTP_URL=smtp.url,
+    notification_ids = await queue_emails(own_store)
+    env = tocsin_env(own_database, TOCSIN_SMTP_URL=smtp.url,
                      TOCSIN_OUTBOX_LEASE_SECONDS=str(LEASE_SECONDS),
                      TOCSIN_OUTBOX_BATCH=str(BATCH))
     doomed = start_worker(env, tmp_path, "doomed")
@@ -171,11 +154,11 @@ async def test_a_killed_worker_loses_no_email_and_resends_only_what_it_held(
     workers = [doomed, survivor]
     try:
         await smtp.until_messages(TOTAL // 10, within=60)
-        held = await kill_while_holding_leases(store, doomed)
+        held = await kill_while_holding_leases(own_store, doomed)
         late = start_worker(env, tmp_path, "late")  # joins after the kill
         workers.append(late)
 
-        await until_all_sent(store, smtp, within=90)
+        await until_all_sent(own_store, smtp, within=90)
         for worker in (survivor, late):
             worker.process.send_signal(signal.SIGTERM)
             assert await exit_code(worker) == 0, worker.output()
@@ -186,7 +169,7 @@ async def test_a_killed_worker_loses_no_email_and_resends_only_what_it_held(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.process.wait(timeout=10)
 
-    rows = {row.notification_id: row for row in await job_rows(store, notification_ids)}
+    rows = {row.notification_id: row for row in await job_rows(own_store, notification_ids)}
     assert len(rows) == TOTAL
     assert {row.status for row in rows.values()} == {"done"}
     by_delivery = {row.id: row for row in rows.values()}
