@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support.browser import chromium
+from tests.support.db import migrated
 from tests.support.services import fresh_postgres_database
 from tocsin.store.sql import SqlStore
 
@@ -34,9 +35,5 @@ def own_database(postgres_url: str) -> Iterator[str]:
 @pytest.fixture
 async def own_store(own_database: str) -> AsyncIterator[SqlStore]:
     """A migrated store on `own_database`."""
-    the_store = SqlStore(own_database)
-    await the_store.migrate()
-    try:
+    async with migrated(SqlStore(own_database)) as the_store:
         yield the_store
-    finally:
-        await the_store.close()

@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tocsin.domain.errors import StoreUnavailable
 from tocsin.store.database import SqlDatabase
-from tocsin.store.schema import users
+from tocsin.store.schema import users as users_table
 
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 #: Writes every `merged` item of a group in one go; answers with one result per item, in order.
@@ -88,9 +88,10 @@ class GroupCommit:
         self._max_rows = max_rows
         self._waiting: list[_Waiting] = []
         self._writers: dict[asyncio.Task[None], list[_Waiting]] = {}
-        self._lock_users = sa.select(users.c.id).where(
-            users.c.id == sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
-        ).order_by(users.c.id).with_for_update()
+        self._lock_users = sa.select(users_table.c.id).where(
+            users_table.c.id == sa.func.any(
+                sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
+        ).order_by(users_table.c.id).with_for_update()
 
     async def run(self, work: Work, users: Sequence[str], merged: Any = None) -> Any:
         """`work(conn)`'s result once the transaction it ran in has committed; its exception
@@ -98,18 +99,11 @@ class GroupCommit:
         write nothing outside `conn` (it may run twice: once in a group that was rolled back,
         then on its own). `merged`: the same publish for the store's `merge`, when it can be
         written together with others (then `merge` gives its result, not `work`)."""
-        if len(users) >= self._max_rows:  # a group by itself, written at once
-            if merged is None or self._merge_alone is None:
-                return await self._db.transact(work)
-            try:
-                (result,) = await self._merge_alone([merged])
-            except StoreUnavailable:
-                raise
-            except Exception:  # as for any failed group: through `work` instead
-                return await self._db.transact(work)
-            return result
         waiting = _Waiting(work, tuple(users), merged if self._merge is not None else None)
         waiting.answer.add_done_callback(_retrieved)
+        if len(users) >= self._max_rows:  # a group by itself: written at once, in this task
+            await self._commit([waiting])
+            return await waiting.answer
         self._waiting.append(waiting)
         if len(self._writers) < self._writers_allowed:
             # A task of its own: a caller that goes away must not stop the others' commit.
@@ -151,12 +145,16 @@ class GroupCommit:
         return group
 
     async def _commit(self, group: list[_Waiting]) -> None:
-        if self._merge_alone is not None and all(each.merged is not None for each in group):
-            await self._merged_alone(group)
-            return
-        if len(group) == 1:
+        merge_alone = self._merge_alone
+        if merge_alone is not None and all(each.merged is not None for each in group):
+            await self._settle_group(group, merge_alone([each.merged for each in group]))
+        elif len(group) == 1:
             await self._alone(group[0])
-            return
+        else:
+            await self._settle_group(group, self._db.transact(self._together(group)))
+
+    def _together(self, group: list[_Waiting]) -> Work:
+        """The group's work in one transaction: its merged publishes, then the others."""
 
         async def together(conn: AsyncConnection) -> list[Any]:
             merging = [i for i, each in enumerate(group) if each.merged is not None]
@@ -176,8 +174,14 @@ class GroupCommit:
                 results[i] = await group[i].work(conn)
             return results
 
+        return together
+
+    async def _settle_group(self, group: list[_Waiting], writing: Awaitable[list[Any]]
+                            ) -> None:
+        """Await the group's write and give each its result; if it failed, an unavailable
+        store fails them all, and anything else has each run again on its own."""
         try:
-            results = await self._db.transact(together)
+            results = await writing
         except StoreUnavailable as exc:
             for each in group:
                 _settle(each, exc=exc)
@@ -186,21 +190,6 @@ class GroupCommit:
             # One of them failed; which one, and whether the others would have, only a
             # transaction of each can tell.
             for each in group:
-                await self._alone(each)
-            return
-        for each, result in zip(group, results, strict=True):
-            _settle(each, result=result)
-
-    async def _merged_alone(self, group: list[_Waiting]) -> None:
-        assert self._merge_alone is not None
-        try:
-            results = await self._merge_alone([each.merged for each in group])
-        except StoreUnavailable as exc:
-            for each in group:
-                _settle(each, exc=exc)
-            return
-        except Exception:
-            for each in group:  # as for any failed group: each on its own
                 await self._alone(each)
             return
         for each, result in zip(group, results, strict=True):

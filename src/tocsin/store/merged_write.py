@@ -66,8 +66,8 @@ class MergePlan:
 
     def notifications(self, final: dict[str, Final]) -> list[Notification]:
         """Every notification of the group, in order, with its seq."""
-        return [_notification(each.draft, each.id, final[each.draft.user_id][0] - each.later,
-                              each.now)
+        return [notification_of(each.draft, each.id, final[each.draft.user_id][0] - each.later,
+                                each.now)
                 for each in self.planned]
 
     def outcomes(self, final: dict[str, Final], stored: list[Notification]
@@ -87,8 +87,9 @@ class MergePlan:
         return results
 
 
-def _notification(draft: NotificationDraft, the_id: uuid.UUID, seq: int, now: datetime
-                  ) -> Notification:
+def notification_of(draft: NotificationDraft, the_id: uuid.UUID, seq: int | None,
+                    now: datetime) -> Notification:
+    """The notification a draft becomes when it is stored with `seq` at `now`."""
     return Notification(
         id=the_id, user_id=draft.user_id, seq=seq, type=draft.type, title=draft.title,
         message=draft.message, data=draft.data, action_url=draft.action_url,

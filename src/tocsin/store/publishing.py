@@ -39,7 +39,7 @@ from tocsin.store.group_commit import GroupCommit
 from tocsin.store.grouping import Groups
 from tocsin.store.idempotency import IdempotencyKeys
 from tocsin.store.mapping import notification_values
-from tocsin.store.merged_write import MergePlan, write_on_postgres
+from tocsin.store.merged_write import MergePlan, notification_of, write_on_postgres
 from tocsin.store.schema import notifications, users
 from tocsin.store.users import ensure_users
 
@@ -241,12 +241,7 @@ def _plain(batch: PublishBatch) -> bool:
 
 
 def _notification(draft: NotificationDraft, seq: int | None, now: datetime) -> Notification:
-    return Notification(
-        id=uuid.uuid4(), user_id=draft.user_id, seq=seq, type=draft.type, title=draft.title,
-        message=draft.message, data=draft.data, action_url=draft.action_url,
-        priority=draft.priority, read=False, read_at=None, created_at=now,
-        expires_at=draft.expires_at, quiet=draft.quiet,
-    )
+    return notification_of(draft, uuid.uuid4(), seq, now)
 
 
 def _deliveries(drafts: list[NotificationDraft], stored: list[Notification], now: datetime,
