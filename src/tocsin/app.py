@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
+from starlette.types import Receive, Scope, Send
 
 from tocsin import __version__
 from tocsin.api import (
@@ -39,6 +40,7 @@ from tocsin.clock import Clock, SystemClock
 from tocsin.domain.errors import StoreUnavailable
 from tocsin.logs import install_access_log_filter
 from tocsin.realtime import sse, ws
+from tocsin.services import services_of
 from tocsin.settings import Settings, load_settings
 from tocsin.store.base import Store
 from tocsin.store.sql import SqlStore
@@ -47,6 +49,19 @@ from tocsin.wiring import build_bus, build_services, build_store
 log = logging.getLogger("tocsin")
 
 _PURGE_EVERY_SECONDS = 600
+
+
+class TocsinApp(FastAPI):
+    """The app. A WebSocket to /v1/ws goes straight to its endpoint, ahead of the middleware
+    and the router: a stream lives for hours, and every layer between the server and the
+    endpoint keeps its frame alive for as long (see `realtime/ws.py`). None of the middleware
+    has anything to do with a WebSocket: the body limit and CORS are HTTP's."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == ws.PATH:
+            await ws.websocket_stream(services_of(self), scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 async def _purge_forever(store: Store, clock: Clock) -> None:
@@ -97,7 +112,7 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
             if owns_store:
                 await the_store.close()
 
-    app = FastAPI(
+    app = TocsinApp(
         title="Tocsin",
         version=__version__,
         summary="Live notifications: stored first, pushed at once, caught up exactly.",
@@ -110,7 +125,6 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
     app.state.services = services
     # Innermost of the middleware: the body limit and CORS apply to it as to every route.
     app.add_middleware(LeanPublish)
-    app.add_middleware(ws.DirectWebSocket)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.allowed_origins:
         app.add_middleware(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,6 @@ from tests.support.db import migrated
 from tocsin.bus.memory import MemoryBus
 from tocsin.clock import Clock, FrozenClock, SystemClock
 from tocsin.domain.drafts import NotificationDraft, PublishBatch
-from tocsin.domain.events import Event
 from tocsin.domain.models import Notification
 from tocsin.pipeline.reads import Reads
 from tocsin.realtime.connection import Connection, LiveServices
@@ -33,6 +33,7 @@ from tocsin.realtime.session import (
     Close,
     Limits,
     Session,
+    Writable,
 )
 from tocsin.realtime.transports.websocket import WebSocketCodec
 from tocsin.store.sql import SqlStore
@@ -64,12 +65,13 @@ async def test_a_replay_that_fails_ends_the_stream_with_a_close_code(
     services = LiveServices(store=broken_store, hub=Hub(bus),
                             reads=Reads(broken_store, clock, [Fanout(bus)]), clock=clock)
     session = Session(user_id="ada", since=0, limits=Limits(), now=0.0)
-    connection = Connection(session, services)
+    tab = Tab(WebSocketCodec())
+    tab.connection = connection = Connection(session, services, tab)
     await connection.open()
     try:
-        first = await connection.next()
-        assert isinstance(first, Event) and first.name == "unread-count"
-        ended = await connection.next()  # never hangs: the failed replay closes the stream
+        first = await tab.next()
+        assert isinstance(first, Frame) and first.event == "unread-count"
+        ended = await tab.next()  # never hangs: the failed replay closes the stream
         assert isinstance(ended, Close) and ended.code == INTERNAL_ERROR
     finally:
         await connection.close()
@@ -89,25 +91,46 @@ class Frame:
 
 
 class Tab:
-    """A transport without a socket: it takes what its connection hands out, frames it with the
-    WebSocket codec as /v1/ws does, and hands it back parsed, as a client reads it; and it
-    sends the client's frames through the same codec."""
+    """A transport without a socket, and the connection's sink: it keeps what its connection
+    writes, as a socket nobody reads would (counted in `waiting` until the test takes it; the
+    end goes ahead of what waits, as the socket writer's does), frames it with the WebSocket
+    codec as /v1/ws does, and hands it back parsed, as a client reads it; and it sends the
+    client's frames through the same codec."""
 
-    def __init__(self, connection: Connection, codec: WebSocketCodec) -> None:
-        self.connection = connection
+    def __init__(self, codec: WebSocketCodec) -> None:
         self.codec = codec
+        self.connection: Connection
+        self._items: deque[tuple[Frame | Close, bool]] = deque()
+        self._arrived = asyncio.Event()
+        self.waiting = 0
+
+    def write(self, item: Writable, counted: bool) -> None:
+        text = self.codec.frame(item)
+        if text is None:  # heartbeats are not frames on WebSocket
+            return
+        message = orjson.loads(text)
+        assert set(message) == {"event", "data"}, text
+        self._items.append((Frame(message["event"], message["data"]), counted))
+        self.waiting += counted
+        self._arrived.set()
+
+    def end(self, close: Close) -> None:
+        self._items.clear()
+        self.waiting = 0
+        self._items.append((close, False))
+        self._arrived.set()
 
     async def next(self) -> Frame | Close:
         async with asyncio.timeout(WAIT):
-            while True:
-                item = await self.connection.next()
-                if isinstance(item, Close):
-                    return item
-                text = self.codec.frame(item)
-                if text is not None:  # heartbeats are not frames on WebSocket
-                    message = orjson.loads(text)
-                    assert set(message) == {"event", "data"}, text
-                    return Frame(message["event"], message["data"])
+            while not self._items:
+                self._arrived.clear()
+                await self._arrived.wait()
+        item, counted = self._items[0]
+        if isinstance(item, Close):
+            return item  # the end stays: every later read sees it again
+        self._items.popleft()
+        self.waiting -= counted
+        return item
 
     async def expect(self, event: str) -> Any:
         """The data of the next frame, which must be `event`."""
@@ -154,10 +177,11 @@ class Node:
         now = self.clock.monotonic()
         session = Session(user_id=user, since=since, limits=Limits(), now=now,
                           expires_at=None if expires_in is None else now + expires_in)
-        connection = Connection(session, self.live)
+        tab = Tab(self.codec)
+        tab.connection = connection = Connection(session, self.live, tab)
         self.connections.append(connection)
         await connection.open()
-        return Tab(connection, self.codec)
+        return tab
 
     async def publish(self, user: str, title: str = "hello") -> Notification:
         """Commit one notification, then announce it, as the publish pipeline does."""

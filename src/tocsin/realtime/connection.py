@@ -1,23 +1,26 @@
 """One client connection: carries out its Session's actions, whatever the transport.
 
-The hub hands it events (`deliver`); a transport pulls what to write (`next`) and frames it with
-its codec, and feeds it the client's operations (`op`), parsed by that codec. Live events go
-through a bounded queue: a client that cannot keep up is closed with 1013 rather than growing
-this node's memory, and it recovers by seq when it returns. What the connection sends of its
-own accord (the opening count, a replay from the store) is not held against that bound: it is
-bounded already (by `max_replay` and the session's buffer), and counting it would close every
-client whose replay is longer than the queue, again on every reconnect, so that it could never
-catch up.
+The hub hands it events (`deliver`); it writes what the session sends to its transport's
+`Sink` at once, in the caller's turn (the sink frames it and writes it to the socket, with no
+task of its own while the socket keeps up: see `realtime/writer.py`); a transport feeds it the
+client's operations (`op`), parsed by its codec. The session's timers (token expiry, a gap's
+wait, heartbeats) run on one timer handle, not on a task that waits.
+
+Live events given to a sink that cannot write them are held against a bound: a client that
+cannot keep up is closed with 1013 rather than growing this node's memory, and it recovers by
+seq when it returns. What the connection sends of its own accord (the opening count, a replay
+from the store) is not held against that bound: it is bounded already (by `max_replay` and the
+session's buffer), and counting it would close every client whose replay is longer than the
+bound, again on every reconnect, so that it could never catch up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tocsin.clock import Clock
 from tocsin.domain.errors import NotFound, TocsinError
@@ -45,7 +48,21 @@ log = logging.getLogger("tocsin.realtime")
 #: Operations of one connection waiting their turn before its frames stop being read.
 MAX_PENDING_OPS = 16
 
-Outgoing = Writable | Close
+
+class Sink(Protocol):
+    """Where a connection's output goes: one transport's framing over one socket.
+
+    `write` and `end` never block: what cannot be written at once waits, in order, and is
+    counted in `waiting` when `counted`. `end` goes ahead of what still waits, which is
+    dropped (the client resumes by seq); after it, nothing more is written."""
+
+    @property
+    def waiting(self) -> int:
+        """Counted items given and not written yet."""
+
+    def write(self, item: Writable, counted: bool) -> None: ...
+
+    def end(self, close: Close) -> None: ...
 
 
 @dataclass(slots=True)
@@ -58,19 +75,16 @@ class LiveServices:
 
 
 class Connection:
-    def __init__(self, session: Session, services: LiveServices) -> None:
+    def __init__(self, session: Session, services: LiveServices, sink: Sink) -> None:
         self.session = session
         self.user_id = session.user_id
         self._svc = services
-        # (item, counted): `counted` items are the live ones held against `queue_size`. A
-        # deque and one Event, set by whatever gives `next` something to do: an idle stream
-        # holds one waiter and one timer, not two tasks and a queue's getters.
-        self._queue: deque[tuple[Outgoing, bool]] = deque()
-        self._counted = 0
+        self._sink = sink
         self._closing: Close | None = None
-        self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = services.clock  # the session's timers run on it: expiry, gaps, heartbeats
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # the session deadline `_timer` was set for
         # The client's operations run one at a time, in the order sent: a client firing frames
         # as fast as it can write them holds one database transaction at a time, not one each.
         # Made on the first operation: most streams never send one, and every idle stream
@@ -88,6 +102,7 @@ class Connection:
         self._apply(self.session.open(unread), counted=False)
 
     async def close(self) -> None:
+        self._stop_timer()
         await self._svc.hub.detach(self)
         for task in tuple(self._tasks):
             task.cancel()
@@ -123,66 +138,74 @@ class Connection:
     def poke(self) -> None:
         """Look at the clock again now: for a clock that moves by hand (tests), whose jumps no
         timer can see coming."""
-        self._wake.set()
+        self._stop_timer()
+        self._on_timer()
 
-    # -- output --------------------------------------------------------------------------------
+    # -- time ----------------------------------------------------------------------------------
 
-    async def next(self) -> Outgoing:
-        """The next thing to write. Runs the session's timers while waiting."""
-        while True:
-            if self._closing is not None:
-                return self._closing
-            if self._queue:
-                return self._took(self._queue.popleft())
-            timeout = max(0.0, self.session.deadline() - self._clock.monotonic())
-            self._wake.clear()
-            timed_out = False
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-            except TimeoutError:
-                timed_out = True
-            if self._queue or self._closing is not None:
-                continue
-            if timed_out or self.session.deadline() <= self._clock.monotonic():
-                self._apply(self.session.tick(self._clock.monotonic()))
+    def _arm(self) -> None:
+        """Have the timer fire by the session's deadline. A timer set for earlier is left alone
+        (it finds the deadline moved and sets itself again): most events move no deadline,
+        and a timer made per event would cost more than the event."""
+        deadline = self.session.deadline()
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return
+            self._timer.cancel()
+        delay = max(0.0, deadline - self._clock.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer_at = deadline
 
-    def _took(self, entry: tuple[Outgoing, bool]) -> Outgoing:
-        item, counted = entry
-        if counted:
-            self._counted -= 1
-        return item
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closing is not None:
+            return
+        now = self._clock.monotonic()
+        if self.session.deadline() <= now:
+            self._apply(self.session.tick(now))
+        else:
+            self._arm()
 
     # -- actions -------------------------------------------------------------------------------
 
     def _apply(self, actions: list[Action], counted: bool = True) -> None:
         """Carry out the session's actions. `counted`: what they send is held against the
-        queue bound (live traffic), or not (the connection's own opening and replays)."""
+        bound (live traffic), or not (the connection's own opening and replays)."""
         for action in actions:
             if isinstance(action, Send):
                 self._put(action.event, counted)
             elif isinstance(action, Reply | Heartbeat):
                 self._put(action, counted)
             elif isinstance(action, Close):
-                self._closing = action
-                self._wake.set()
+                self._end(action)
             elif isinstance(action, Fetch):
                 self._spawn(self._fetch(action))
             elif isinstance(action, Mark):
                 self._queue_op(action.op)
+        if self._closing is None:
+            self._arm()
 
-    def _put(self, item: Outgoing, counted: bool) -> None:
+    def _put(self, item: Writable, counted: bool) -> None:
         if self._closing is not None:
             return
-        if counted and self._counted >= self._svc.queue_size:
+        if counted and self._sink.waiting >= self._svc.queue_size:
             log.info("closing a slow client of user %s", self.user_id)
             self._apply(self.session.close(TRY_AGAIN_LATER, "client too slow; reconnect with "
                                                              "the last seq"))
             return
-        if counted:
-            self._counted += 1
-        self._queue.append((item, counted))
-        self._wake.set()
+        self._sink.write(item, counted)
+
+    def _end(self, close: Close) -> None:
+        if self._closing is not None:
+            return
+        self._closing = close
+        self._stop_timer()
+        self._sink.end(close)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from fastapi import APIRouter, Request
@@ -13,8 +12,9 @@ from starlette.types import Receive, Scope, Send
 from tocsin.api.openapi import errors
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.handshake import check
-from tocsin.realtime.session import Close
+from tocsin.realtime.session import Close, Writable
 from tocsin.realtime.transports.sse import SseCodec
+from tocsin.realtime.writer import SocketWriter, StreamTask
 from tocsin.services import services_of
 
 router = APIRouter(tags=["user"])
@@ -26,53 +26,64 @@ _HEADERS = [
 ]
 
 
+class SseSink:
+    """A connection's output as the bytes of one `text/event-stream` body."""
+
+    __slots__ = ("_codec", "_writer")
+
+    def __init__(self, codec: SseCodec, writer: SocketWriter) -> None:
+        self._codec = codec
+        self._writer = writer
+
+    @property
+    def waiting(self) -> int:
+        return self._writer.waiting
+
+    def write(self, item: Writable, counted: bool) -> None:
+        self._writer.write({"type": "http.response.body", "body": self._codec.frame(item),
+                            "more_body": True}, counted)
+
+    def end(self, close: Close) -> None:
+        self._writer.end({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class EventStream(Response):
     """An ASGI response that writes the connection's events until either side ends it.
 
-    A write that does not complete within the send timeout means the client stopped reading;
-    the stream is then dropped, and the client resumes with Last-Event-ID."""
+    Its task waits for the client to go away; the events are written by the socket writer as
+    they come. A write that does not complete within the send timeout means the client stopped
+    reading; the stream is then dropped, and the client resumes with Last-Event-ID."""
 
-    def __init__(self, connection: Connection, codec: SseCodec, send_timeout: float,
-                 release: Callable[[], None]) -> None:
+    def __init__(self, connection: Connection, writer: SocketWriter, task: StreamTask,
+                 opening: bytes, release: Callable[[], None]) -> None:
         super().__init__(media_type="text/event-stream")
         self.connection = connection
-        self.codec = codec
-        self.send_timeout = send_timeout
+        self.writer = writer
+        self.task = task
+        self.opening = opening
         self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watcher = asyncio.create_task(self._watch_disconnect(receive))
+        self.task.bind()
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-            await self._write(send, self.codec.opening)
-            while True:
-                item = await self.connection.next()
-                if isinstance(item, Close):
+            # What the connection gave while the route opened it was held until now.
+            self.writer.attach(send, (
+                {"type": "http.response.start", "status": 200, "headers": _HEADERS},
+                {"type": "http.response.body", "body": self.opening, "more_body": True},
+            ))
+            while not self.task.ended:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    self.connection.shutdown(1000, "client went away")
                     break
-                await self._write(send, self.codec.frame(item))
-            with contextlib.suppress(OSError, RuntimeError):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (TimeoutError, OSError, RuntimeError):
-            pass
+        except asyncio.CancelledError:
+            if not self.task.ended_here():
+                raise
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            self.task.ended = True
+            self.writer.abort()
             await self.connection.close()
             self._release()
-
-    async def _write(self, send: Send, body: bytes) -> None:
-        await asyncio.wait_for(
-            send({"type": "http.response.body", "body": body, "more_body": True}),
-            self.send_timeout,
-        )
-
-    async def _watch_disconnect(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self.connection.shutdown(1000, "client went away")
-                return
 
 
 @router.get(
@@ -100,12 +111,14 @@ async def event_stream(request: Request) -> EventStream:
     hello = check(request.headers, request.query_params, svc.tokens,
                   svc.settings.allowed_origins, since_header="last-event-id")
     rt.capacity.admit(hello.user_id)
-    connection = Connection(rt.new_session(hello), rt.live)
+    task = StreamTask()
+    writer = SocketWriter(None, svc.settings.stream_send_timeout_seconds, task.stop)
+    connection = Connection(rt.new_session(hello), rt.live, SseSink(rt.sse_codec, writer))
     try:
         await connection.open()
     except BaseException:
         await connection.close()
         rt.capacity.release(hello.user_id)
         raise
-    return EventStream(connection, rt.sse_codec, svc.settings.stream_send_timeout_seconds,
+    return EventStream(connection, writer, task, rt.sse_codec.opening,
                        lambda: rt.capacity.release(hello.user_id))

@@ -1,99 +1,115 @@
 """GET /v1/ws: the WebSocket transport, a thin layer over the session.
 
-Served by an ASGI layer in front of the router (`DirectWebSocket`), not as a FastAPI route: a
-stream lives for hours, and every layer between the server and the endpoint keeps its frame,
-its exit stack and its exception-handling state alive for as long (measured with tracemalloc:
-some 9 KB of every idle stream, and the routing work of every handshake). WebSocket routes
-have no place in the OpenAPI description, so nothing is lost by it."""
+Served ahead of the middleware and the router (`TocsinApp` hands it the scope), not as a
+FastAPI route: a stream lives for hours, and every layer between the server and the endpoint
+keeps its frame, its exit stack and its exception-handling state alive for as long (measured
+with tracemalloc: some 9 KB of every idle stream, and the routing work of every handshake).
+WebSocket routes have no place in the OpenAPI description, so nothing is lost by it.
+
+A stream has one task, which reads the client's frames. What the stream sends is written in
+the turn of whoever gives it (the hub's delivery, a timer, a replay), through the socket
+writer, which needs a task of its own only while the client is not keeping up."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import Receive, Scope, Send
 
 from tocsin.domain.errors import TocsinError
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.handshake import TooManyConnections, check
-from tocsin.realtime.session import INTERNAL_ERROR, POLICY_VIOLATION, TRY_AGAIN_LATER, Close
+from tocsin.realtime.session import (
+    INTERNAL_ERROR,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    Close,
+    Writable,
+)
 from tocsin.realtime.transports.websocket import WebSocketCodec
-from tocsin.services import services_of
+from tocsin.realtime.writer import SocketWriter, StreamTask
+from tocsin.services import Services
 
 log = logging.getLogger("tocsin.realtime")
 
 PATH = "/v1/ws"
 
 
-class DirectWebSocket:
-    """ASGI middleware: a WebSocket to /v1/ws goes straight to its endpoint."""
+class WebSocketSink:
+    """A connection's output as text frames, through the socket writer."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    __slots__ = ("_codec", "_writer")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == PATH:
-            await websocket_stream(WebSocket(scope, receive, send))
-        else:
-            await self.app(scope, receive, send)
+    def __init__(self, codec: WebSocketCodec, writer: SocketWriter) -> None:
+        self._codec = codec
+        self._writer = writer
+
+    @property
+    def waiting(self) -> int:
+        return self._writer.waiting
+
+    def write(self, item: Writable, counted: bool) -> None:
+        text = self._codec.frame(item)
+        if text is not None:  # a heartbeat is the server's ping, not a frame
+            self._writer.write({"type": "websocket.send", "text": text}, counted)
+
+    def end(self, close: Close) -> None:
+        self._writer.end({"type": "websocket.close", "code": close.code, "reason": close.reason})
 
 
-async def websocket_stream(websocket: WebSocket) -> None:
-    svc = services_of(websocket.app)
+async def websocket_stream(svc: Services, scope: Scope, receive: Receive, send: Send) -> None:
     rt = svc.realtime
+    if (await receive())["type"] != "websocket.connect":
+        return
     try:
-        hello = check(websocket.headers, websocket.query_params, svc.tokens,
+        hello = check(Headers(scope=scope), QueryParams(scope["query_string"]), svc.tokens,
                       svc.settings.allowed_origins)
         rt.capacity.admit(hello.user_id)
     except TooManyConnections:
-        await websocket.close(code=TRY_AGAIN_LATER)  # before accept: refused, no event sent
+        await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})  # refused, no event
         return
     except TocsinError:
-        await websocket.close(code=POLICY_VIOLATION)
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION})
         return
-    await websocket.accept()
-    connection = Connection(rt.new_session(hello), rt.live)
-    codec = rt.ws_codec
-    reader = asyncio.create_task(_read(websocket, connection, codec))
+    try:
+        await send({"type": "websocket.accept"})
+    except OSError:
+        rt.capacity.release(hello.user_id)
+        return
+    reading = StreamTask()
+    reading.bind()
+    writer = SocketWriter(send, svc.settings.stream_send_timeout_seconds, reading.stop)
+    connection = Connection(rt.new_session(hello), rt.live,
+                            WebSocketSink(rt.ws_codec, writer))
     try:
         await connection.open()
-        while True:
-            item = await connection.next()
-            if isinstance(item, Close):
-                if websocket.application_state == WebSocketState.CONNECTED:
-                    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-                        await websocket.close(code=item.code, reason=item.reason)
-                return
-            text = codec.frame(item)
-            if text is not None:
-                # A send that cannot complete means the peer stopped reading: drop it.
-                await asyncio.wait_for(
-                    websocket.send({"type": "websocket.send", "text": text}),
-                    svc.settings.stream_send_timeout_seconds,
-                )
-    except (WebSocketDisconnect, TimeoutError, RuntimeError, OSError):
-        return
+        await _read(receive, connection, rt.ws_codec, reading)
+    except asyncio.CancelledError:
+        if not reading.ended_here():
+            raise  # cancelled from outside: not the stream's own ending
     except TocsinError as exc:  # the store failed while opening
         log.warning("stream for user %s ended: %s", hello.user_id, exc.message)
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-            await websocket.close(code=TRY_AGAIN_LATER, reason=exc.code)
+        connection.shutdown(TRY_AGAIN_LATER, exc.code)
+    except OSError:
+        pass
     except Exception:
         log.exception("stream for user %s failed", hello.user_id)
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-            await websocket.close(code=INTERNAL_ERROR, reason="internal_error")
+        connection.shutdown(INTERNAL_ERROR, "internal_error")
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        reading.ended = True  # from here on, nothing cancels this task
+        if connection.closing:
+            await writer.drained()  # a close behind a slow client: bounded by its timeouts
+        writer.abort()
         await connection.close()
         rt.capacity.release(hello.user_id)
 
 
-async def _read(websocket: WebSocket, connection: Connection, codec: WebSocketCodec) -> None:
-    while not connection.closing:
-        message = await websocket.receive()
+async def _read(receive: Receive, connection: Connection, codec: WebSocketCodec,
+                reading: StreamTask) -> None:
+    while not reading.ended:
+        message = await receive()
         if message["type"] == "websocket.disconnect":
             connection.shutdown(1000, "client went away")
             return
@@ -103,3 +119,4 @@ async def _read(websocket: WebSocket, connection: Connection, codec: WebSocketCo
         if frame is not None:
             connection.op(codec.parse(frame))
             await connection.room()
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tocsin.server.protocol import GuardedHttpProtocol, HeadLimits
+from tocsin.server.websocket import LeanWSProtocol
 from tocsin.settings import Settings
 
 
@@ -18,8 +19,8 @@ def uvicorn_options(settings: Settings, log_level: str = "info") -> dict[str, An
             max_header_bytes=settings.max_header_bytes,
         )),
         # wsproto rather than uvicorn's default (websockets): the same speed, and about 3 KB
-        # less per idle connection (docs/benchmarks.md).
-        "ws": "wsproto",
+        # less per idle connection; and lighter still (server/websocket.py; docs/benchmarks.md).
+        "ws": LeanWSProtocol,
         "ws_per_message_deflate": settings.ws_compression,
         # WebSocket keep-alive pings find dead peers; frames over the limit close with 1009.
         "ws_ping_interval": settings.heartbeat_seconds,
