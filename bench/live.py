@@ -5,19 +5,41 @@ Scenarios (`--scenarios`, default `single,two-node,idle`):
 - single:   one server process; --users users (1,000) connected; for each of --rates (200, 500,
             1,000 notifications/s), a fresh database and server, --seconds (15) of one POST per
             notification to a random connected user.
+- single-sqlite: the same at --rates on a SQLite file (the embedded store), whatever --backend
+            says, so that one invocation measures it beside PostgreSQL and the anchor: its rows
+            say `sqlite` in the db column, and the Tocsin / anchor table gains a row per rate for
+            it (Tocsin on SQLite against seed-node on PostgreSQL).
 - two-node: two server processes on one database, TOCSIN_BUS_URL=redis://…; user i connects to
             node i % 2, publish k goes to node k % 2 (so about half the deliveries cross nodes;
             all of them go through Redis); at each of --two-node-rates (500, 1,000).
+- batched:  one server process, --users connected, on --backend's database; one POST with
+            `user_ids` of --batch-size (100) distinct connected users per that many
+            notifications, paced so that each of --batched-rates (5,000, 10,000, 20,000, 40,000)
+            is notifications/s (50 to 400 POSTs/s). Every receipt is checked as for single
+            (each user of a batch must receive exactly one frame of that POST, and no one else
+            any), latency is publish→receipt per notification, delivered/s counts
+            notifications; its delivery table says so and gives POSTs/s beside them.
 - idle:     --idle-users (5,000) connected, nothing published: server memory per connection.
 - anchor:   the seed-node reference server (Node.js, Socket.IO 4, PostgreSQL) under the same
             load at --anchor-rates, for Tocsin/anchor ratios on this machine (needs node >= 20;
             `npm ci` is run in a temporary copy of --anchor-dir unless it has node_modules).
 
+With the anchor and any of single, single-sqlite and batched, a last table sets each against the
+goals: Tocsin's highest delivered/s over its rates (batched: the highest whose p99 is within
+250 ms) divided by the anchor's highest, its single-publish saturation. The goals' figures come
+from one invocation (about 6 minutes; the highest rates must be beyond each server's saturation,
+which the table flags when they are not):
+
+    .venv/bin/python bench/live.py --scenarios single,single-sqlite,batched,anchor \
+        --rates 1000,2000,4000 --anchor-rates 1000,2000,4000
+
 Reported per run: attempted/s, acknowledged/s, delivered/s, lost (acknowledged but not received
 within --grace seconds after the last answer), duplicates, misrouted, late sends, publish→receipt
 latency p50/p90/p99/max, HTTP errors by status, the CPU of each server process, PostgreSQL,
 Redis, this load generator and the machine, and server RSS before connecting, after connecting
-(KB per idle connection) and after the run.
+(KB per idle connection) and after the run. Rates, attempted, acknowledged and delivered count
+notifications in every scenario; late sends and HTTP errors count POSTs, one per notification
+except in batched runs.
 
 With --baseline REV, a build of that commit (bench/baseline.py) runs every Tocsin scenario too,
 alternately with the working tree (ABBA over the rates), each run on fresh servers and a fresh
@@ -34,10 +56,18 @@ to the current run beside it, with their min-max for delivered/s, p99 and the se
 `single-r500-rep2` and so on; the JSON lines keep one line per run, with its `repeat` (1 to N).
 
 With --plot PATH, the end of the run draws delivered/s and p99 against the asked rate into a PNG
-(bench/plot.py, which also draws it again from --json files).
+(bench/plot.py, which also draws it again from --json files); batched runs, whose rates are ten
+times higher, get a row of panels of their own.
+
+The JSON lines (--json) have one record per run; beside the figures above, `scenario`,
+`batch_size` (users per POST, 1 for single publishes) and, for runs that published,
+`posts_attempted`, `posts_acked`, `posts_per_s_asked` and `posts_attempted_per_s`; `rate`,
+`attempted`, `acked`, `delivered` and `delivered_per_s` count notifications.
 
     .venv/bin/python bench/live.py                  # what `make bench` runs (about 3 minutes)
     .venv/bin/python bench/live.py --quick
+    .venv/bin/python bench/live.py --quick --scenarios single-sqlite,batched  # 500/s, 5,000/s
+    .venv/bin/python bench/live.py --scenarios batched --batched-rates 10000 --baseline main
     .venv/bin/python bench/live.py --quick --json /tmp/live.jsonl --plot /tmp/live.png  # figure
     .venv/bin/python bench/live.py --scenarios single --rates 500 --baseline main
     .venv/bin/python bench/live.py --scenarios single --rates 500 --baseline main --repeat 5
@@ -81,11 +111,12 @@ from compare import (
     cpu_per_thousand,
     format_spread,
     interleave,
+    markdown,
     median,
     medians_each,
     uneven,
 )
-from livegen import Connected, Cpu, CpuShare, Flavor, Published, Tally
+from livegen import BatchTally, Connected, Cpu, CpuShare, Flavor, Published, Tally
 from procstat import machine_busy_seconds, memory_kb
 from publish import machine_info, profile_window, py_spy
 from report import machine_line, report_problems
@@ -103,13 +134,21 @@ from server import (
 )
 from tocsin.auth.tokens import TokenAuthority
 
-SCENARIOS = ("single", "two-node", "idle", "anchor")
+SCENARIOS = ("single", "single-sqlite", "two-node", "batched", "idle", "anchor")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ANCHOR_DIR = REPO.parent / "shared" / "anchors" / "seed-node"
 SETTLE_SECONDS = 1.0  # after the last stream opened, before reading RSS
 OTHER_CPU_WARNING = 15.0
 QUIET_BUSY = 15.0  # % of one core: below this, the machine counts as quiet before a run
+MAX_BATCH_USERS = 1000  # the server's TOCSIN_MAX_BATCH_USERS default: a larger batch is refused
+# docs/benchmarks.md, "Against the goals": Tocsin's figure over the anchor's single-publish
+# saturation on PostgreSQL; batched figures count only at a p99 within BATCHED_P99_GOAL_MS
+GOAL_SINGLE_POSTGRES = 3.0
+GOAL_SINGLE_SQLITE = 1.5
+GOAL_BATCHED = 20.0
+BATCHED_P99_GOAL_MS = 250.0
+KEPT_UP = 0.98  # delivered/s at least this share of the asked rate: not saturated there
 
 
 @dataclass(slots=True)
@@ -140,6 +179,10 @@ class Run:
     build_label: str = ""  # e.g. `baseline 1a2b3c4d5e`, when builds are compared
     slot: str = ""  # what the same run of another build is labelled by (default: label)
     repeat: int = 1  # which run of --repeat N this is (1 to N)
+    batch_size: int = 1  # users per POST (`user_ids`); 1: one `user_id` per POST
+    scenario: str = ""  # which of SCENARIOS ran it
+    # sorted once: a batched run holds hundreds of thousands, and every table asks for them
+    _sorted_latencies: list[float] | None = field(default=None, init=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -164,7 +207,13 @@ class Run:
 
     @property
     def latencies(self) -> list[float]:
-        return sorted(self.tally.latencies_ms) if self.tally else []
+        """The publish→receipt latencies in ms, sorted."""
+        if self.tally is None:
+            return []
+        cached = self._sorted_latencies
+        if cached is None or len(cached) != len(self.tally.latencies_ms):
+            cached = self._sorted_latencies = sorted(self.tally.latencies_ms)
+        return cached
 
     @property
     def publish_window(self) -> float:
@@ -184,6 +233,10 @@ class Run:
         if self.connected.errors:
             found.append(f"connect errors {dict(self.connected.errors)}")
         t, p = self.tally, self.published
+        if (self.batch_size > 1 and self.rate > 0 and p is None
+                and len(self.connected.clients) < self.batch_size):
+            found.append(f"{len(self.connected.clients)} streams open, fewer than the "
+                         f"{self.batch_size} users of a POST: nothing published")
         if t is not None and p is not None:
             lost = t.lost()
             if lost:
@@ -215,8 +268,10 @@ def _user_ids(count: int) -> list[str]:
 
 
 @asynccontextmanager
-async def fresh_database(args: argparse.Namespace, workdir: Path) -> AsyncIterator[Database]:
-    if args.backend == "sqlite":
+async def fresh_database(args: argparse.Namespace, workdir: Path, backend: str | None = None
+                         ) -> AsyncIterator[Database]:
+    """A fresh database of `backend` (default --backend's)."""
+    if (backend or args.backend) == "sqlite":
         sub = Path(tempfile.mkdtemp(prefix="db-", dir=workdir))
         async with sqlite_database(sub) as database:
             yield database
@@ -344,12 +399,17 @@ def _log_problems(servers: Sequence[Server]) -> str:
 
 async def measure(flavor: Flavor, servers: Sequence[Server], database: Database,
                   args: argparse.Namespace, *, label: str, user_ids: Sequence[str],
-                  rate: float, gc_paths: Sequence[Path] = ()) -> Run:
-    """Connect the users, publish at `rate` for --seconds (nothing when 0), account for it."""
+                  rate: float, gc_paths: Sequence[Path] = (), batch_size: int = 1) -> Run:
+    """Connect the users, publish at `rate` notifications/s for --seconds (nothing when 0),
+    `batch_size` users per POST, and account for it."""
     pids = [s.pid for s in servers]
     base_urls = [s.base_url for s in servers]
-    capacity = max(1, int(rate * args.seconds))
-    tally = Tally(capacity)
+    tally: Tally
+    if batch_size > 1:
+        posts = max(1, int(rate * args.seconds / batch_size))
+        tally = BatchTally(posts * batch_size, batch_size=batch_size)
+    else:
+        tally = Tally(max(1, int(rate * args.seconds)))
     rss_before = [memory_kb(pid)[0] for pid in pids]
     ws_connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=ws_connector,
@@ -362,9 +422,11 @@ async def measure(flavor: Flavor, servers: Sequence[Server], database: Database,
         run = Run(label=label, server=flavor.name, backend=database.backend, nodes=len(servers),
                   users=len(user_ids), rate=rate, connected=connected, rss_before_kb=rss_before,
                   rss_connected_kb=[memory_kb(pid)[0] for pid in pids],
-                  profiled=args.profile is not None and rate > 0)
+                  profiled=args.profile is not None and rate > 0, batch_size=batch_size)
         try:
-            if rate > 0 and connected.clients:
+            # a batch names distinct connected users: with fewer streams open than that,
+            # nothing is published, and problems() says why
+            if rate > 0 and len(connected.clients) >= batch_size:
                 before = await database.count_notifications()
                 await _publish(run, flavor, servers, database, args, tally, rate, gc_paths)
                 run.stored = await database.count_notifications() - before
@@ -397,12 +459,22 @@ async def _publish(run: Run, flavor: Flavor, servers: Sequence[Server], database
             out = args.profile / f"{run.label}-node{i}.txt"
             profiles.append((out, asyncio.create_task(
                 profile_window(pid, 0.05, args.seconds, out))))
-    print(f"[{run.label}] publishing {rate:g}/s for {args.seconds:g} s over "
-          f"{args.concurrency} connections", file=sys.stderr)
-    published = await livegen.publish(
-        flavor, [s.base_url for s in servers], run.connected.clients, tally, rate=rate,
-        seconds=args.seconds, concurrency=args.concurrency, rng=random.Random(args.seed),
-        on_start=snapshot)
+    batches = (f" ({rate / run.batch_size:g} POSTs/s of {run.batch_size} users)"
+               if run.batch_size > 1 else "")
+    print(f"[{run.label}] publishing {rate:g} notifications/s{batches} for {args.seconds:g} s "
+          f"over {args.concurrency} connections", file=sys.stderr)
+    if isinstance(tally, BatchTally):
+        if not isinstance(flavor, livegen.TocsinFlavor) or len(servers) != 1:
+            raise ValueError("batched publishes are Tocsin's, on one node")
+        published = await livegen.publish_batched(
+            flavor, servers[0].base_url, run.connected.clients, tally, rate=rate,
+            seconds=args.seconds, concurrency=args.concurrency, rng=random.Random(args.seed),
+            on_start=snapshot)
+    else:
+        published = await livegen.publish(
+            flavor, [s.base_url for s in servers], run.connected.clients, tally, rate=rate,
+            seconds=args.seconds, concurrency=args.concurrency, rng=random.Random(args.seed),
+            on_start=snapshot)
     run.grace_used = await livegen.wait_for_stragglers(tally, published, args.grace)
     snapshot()
     run.published, run.tally = published, tally
@@ -459,13 +531,14 @@ def run_label(slot: str, build: str, repeat: int, repeats: int) -> str:
 
 async def tocsin_run(args: argparse.Namespace, workdir: Path, build: Build, *, nodes: int,
                      users: int, rate: float, slot: str, compare: bool = False,
-                     repeat: int = 1) -> Run:
+                     repeat: int = 1, scenario: str = "", backend: str | None = None,
+                     batch_size: int = 1) -> Run:
     """Run `repeat` of --repeat of `build`; `slot` names it (`single-r500`), and its label says
     which build and run it is (run_label()). With `compare`, its rows in the tables name the
-    build."""
+    build. `backend`: the database (default --backend's); `batch_size`: users per POST."""
     label = run_label(slot, build.name, repeat, args.repeat)
     await wait_quiet(args.quiet_wait)
-    async with fresh_database(args, workdir) as database, \
+    async with fresh_database(args, workdir, backend) as database, \
             tocsin_nodes(database, workdir, nodes, args.redis_url, args,
                          python=build.python) as started:
         servers = [node.server for node in started]
@@ -473,9 +546,10 @@ async def tocsin_run(args: argparse.Namespace, workdir: Path, build: Build, *, n
         flavor = _tocsin_flavor(servers[0], user_ids)
         run = await measure(flavor, servers, database, args, label=label, user_ids=user_ids,
                             rate=rate,
-                            gc_paths=[n.gc_stats for n in started if n.gc_stats is not None])
+                            gc_paths=[n.gc_stats for n in started if n.gc_stats is not None],
+                            batch_size=batch_size)
         run.note = what_if(args)
-        run.build, run.slot, run.repeat = build.name, slot, repeat
+        run.build, run.slot, run.repeat, run.scenario = build.name, slot, repeat, scenario
         run.build_label = build.label if compare else ""
         return run
 
@@ -488,7 +562,7 @@ async def anchor_run(args: argparse.Namespace, workdir: Path, app_dir: Path, *, 
         run = await measure(livegen.SocketIOFlavor(), [server], database, args,
                             label=run_label(slot, "", repeat, args.repeat),
                             user_ids=_user_ids(users), rate=rate)
-        run.slot, run.repeat = slot, repeat
+        run.slot, run.repeat, run.scenario = slot, repeat, "anchor"
         return run
 
 
@@ -524,6 +598,8 @@ def _who(run: Run) -> str:
     name = run.server
     if run.server == "tocsin" and run.nodes > 1:
         name = f"tocsin, {run.nodes} nodes"
+    if run.batch_size > 1:
+        name += f", batched x{run.batch_size}"  # as the publish benchmark names its batches
     return f"{name} ({run.note})" if run.note else name
 
 
@@ -539,12 +615,13 @@ def _build(run: Run) -> str:
 
 def _table(runs: Sequence[Run], head: list[str], summary: Callable[[Sequence[Run]], dict[str, str]],
            figures: Callable[[Run], dict[str, float]], shared: Sequence[str], compare: bool,
-           spread: tuple[str, str] | None = None) -> str:
+           spread: tuple[str, str] | None = None, ranged: Sequence[str] = ()) -> str:
     """A row per slot (compare.compared_table): the median over its runs (`summary`), or the
     run's own figures when it ran once. With `compare`, a build column after the server's,
     each slot's baseline row, current row and ratios (their median over the pairs of runs, with
     the min-max of RANGED_COLUMNS when there are several). With --repeat, `spread` =
-    (column, after) adds that column (its min-max, from `summary`) after the column `after`."""
+    (column, after) adds that column (its min-max, from `summary`) after the column `after`.
+    `ranged`: the columns whose ratios show their min-max (default RANGED_COLUMNS)."""
     if spread is not None and any(r.repeat > 1 for r in runs):
         column, after = spread
         head = [*head[:head.index(after) + 1], column, *head[head.index(after) + 1:]]
@@ -553,7 +630,7 @@ def _table(runs: Sequence[Run], head: list[str], summary: Callable[[Sequence[Run
     return compared_table(runs, head, summary=lambda rs: summary(rs) | {"build": _build(rs[0])},
                           figures=figures, shared=shared, key=lambda r: r.key,
                           is_baseline=lambda r: r.build == BASELINE, repeat=lambda r: r.repeat,
-                          ranged=RANGED_COLUMNS)
+                          ranged=ranged or RANGED_COLUMNS)
 
 
 def _med(runs: Sequence[Run], figure: Callable[[Run], float | None]) -> float:
@@ -568,12 +645,27 @@ def _rate_of(runs: Sequence[Run], count: Callable[[Run], float | None],
 SPREAD = "delivered/s min-max"
 CPU_PER_1K = "server CPU s per 1,000 deliveries"
 RANGED_COLUMNS = ("delivered/s", "p99 ms", CPU_PER_1K)  # ratios with a min-max, with --repeat
+# The batched table's names for the columns it shares with the single one: what counts
+# notifications says so, beside the POSTs it also shows, and what counts POSTs says that.
+BATCHED_COLUMNS = {
+    "rate/s": "rate notifications/s", "attempted/s": "attempted notifications/s",
+    "acked/s": "acked notifications/s", "delivered/s": "delivered notifications/s",
+    SPREAD: "delivered notifications/s min-max", "late sends": "late POSTs",
+    "HTTP errors": "HTTP errors (POSTs)",
+}
+POSTS_ASKED = "POSTs/s asked"
+POSTS_ACKED = "POSTs/s acked"
 
 
-def delivery_table(runs: Sequence[Run], *, compare: bool = False) -> str:
+def delivery_table(runs: Sequence[Run], *, compare: bool = False, batched: bool = False) -> str:
+    """The delivery table of `runs`; `batched`: of batched runs, its columns named for what
+    they count (BATCHED_COLUMNS) and the POSTs/s asked and acknowledged beside them."""
     head = ["server", "db", "users", "rate/s", "attempted/s", "acked/s", "delivered/s", "lost",
             "dup", "misrouted", "late sends", "p50 ms", "p90 ms", "p99 ms", "max ms",
             "HTTP errors"]
+    if batched:
+        head.insert(head.index("rate/s") + 1, POSTS_ASKED)
+        head.insert(head.index("acked/s") + 1, POSTS_ACKED)
 
     def summary(runs: Sequence[Run]) -> dict[str, str]:
         """Medians; lost, dup, misrouted and HTTP errors summed, so that one bad run shows."""
@@ -596,8 +688,10 @@ def delivery_table(runs: Sequence[Run], *, compare: bool = False) -> str:
         return {
             "server": f"{_who(r)}{' (profiled)' if r.profiled else ''}", "db": r.backend,
             "users": f"{r.users:,}", "rate/s": f"{r.rate:,.0f}",
+            POSTS_ASKED: f"{r.rate / r.batch_size:,.0f}",
             "attempted/s": f"{_rate_of(runs, _attempted, lambda run: run.publish_window):,.0f}",
             "acked/s": f"{_rate_of(runs, _acked, acked_window):,.0f}",
+            POSTS_ACKED: f"{_rate_of(runs, _posts_acked, acked_window):,.0f}",
             "delivered/s": f"{_med(runs, lambda run: run.delivered_per_second):,.0f}",
             SPREAD: format_spread((run.delivered_per_second for run in runs),
                                   lambda v: f"{v:,.0f}"),
@@ -615,9 +709,18 @@ def delivery_table(runs: Sequence[Run], *, compare: bool = False) -> str:
                 "p50 ms": livegen.percentile(r.latencies, 50),
                 "p99 ms": livegen.percentile(r.latencies, 99)}
 
+    names = BATCHED_COLUMNS if batched else {}
+
+    def name(column: str) -> str:
+        return names.get(column, column)
+
     measured = [r for r in runs if r.published is not None and r.tally is not None]
-    return _table(measured, head, summary, figures, ("server", "db", "users", "rate/s"), compare,
-                  spread=(SPREAD, "delivered/s"))
+    return _table(measured, [name(c) for c in head],
+                  lambda rs: {name(k): v for k, v in summary(rs).items()},
+                  lambda r: {name(k): v for k, v in figures(r).items()},
+                  [name(c) for c in ("server", "db", "users", "rate/s")], compare,
+                  spread=(name(SPREAD), name("delivered/s")),
+                  ranged=[name(c) for c in RANGED_COLUMNS])
 
 
 def _attempted(run: Run) -> float | None:
@@ -628,8 +731,20 @@ def _acked(run: Run) -> float | None:
     return run.published.acked if run.published is not None else None
 
 
+def _posts_acked(run: Run) -> float | None:
+    return run.published.posts_acked if run.published is not None else None
+
+
+def _rate_cell(run: Run) -> str:
+    """The asked rate in notifications/s, and for batches the POSTs/s it takes."""
+    cell = f"{run.rate:,.0f}"
+    if run.batch_size > 1:
+        cell += f" ({run.rate / run.batch_size:,.0f} POSTs)"
+    return cell
+
+
 def resource_table(runs: Sequence[Run], *, compare: bool = False) -> str:
-    head = ["server", "rate/s", "server CPU", "PostgreSQL CPU", "Redis CPU", "load-gen CPU",
+    head = ["server", "db", "rate/s", "server CPU", "PostgreSQL CPU", "Redis CPU", "load-gen CPU",
             "other CPU", "machine busy", "RSS before MB", "KB per idle conn", "RSS after MB",
             "peak RSS MB"]
     if compare:
@@ -644,7 +759,7 @@ def resource_table(runs: Sequence[Run], *, compare: bool = False) -> str:
 
         servers = medians_each([c.servers for c in cpus])
         return {
-            "server": _who(r), "rate/s": f"{r.rate:,.0f}",
+            "server": _who(r), "db": r.backend, "rate/s": _rate_cell(r),
             "server CPU": " + ".join(_pct(s) for s in servers) if len(servers) > 1
             else cpu(lambda c: c.server),
             CPU_PER_1K: _f(_med(runs, lambda run: run.server_cpu_per_thousand), 2),
@@ -662,7 +777,7 @@ def resource_table(runs: Sequence[Run], *, compare: bool = False) -> str:
         return {CPU_PER_1K: r.server_cpu_per_thousand, "KB per idle conn": r.kb_per_connection}
 
     measured = [r for r in runs if r.cpu is not None]
-    return _table(measured, head, summary, figures, ("server", "rate/s"), compare)
+    return _table(measured, head, summary, figures, ("server", "db", "rate/s"), compare)
 
 
 def idle_table(runs: Sequence[Run], *, compare: bool = False) -> str:
@@ -690,21 +805,44 @@ def _sep(head: str) -> str:
     return "|" + "---|" * (head.count("|") - 1)
 
 
-def ratio_table(runs: Sequence[Run]) -> str:
-    """Tocsin (one node, the working tree's build) against the anchor at the rates both were
-    run at; with --repeat, ratios of the medians over each one's runs at that rate."""
-    tocsin: dict[float, list[Run]] = {}
-    anchor: dict[float, list[Run]] = {}
+DB_NAMES = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
+RATIO_CAPTION = ("Tocsin / seed-node at the same asked rates, one node each, single publishes; "
+                 "seed-node always on PostgreSQL, Tocsin on the database its row names:")
+
+
+def _tocsin_singles(runs: Sequence[Run]) -> dict[tuple[str, float], list[Run]]:
+    """The working tree's one-node single-publish runs that published, by (database, rate)."""
+    found: dict[tuple[str, float], list[Run]] = {}
     for r in runs:
-        if r.server == "tocsin" and r.nodes == 1 and r.cpu and r.build != BASELINE:
-            tocsin.setdefault(r.rate, []).append(r)
-        elif r.server != "tocsin" and r.cpu:
-            anchor.setdefault(r.rate, []).append(r)
-    common = sorted(set(tocsin) & set(anchor))
+        if (r.server == "tocsin" and r.nodes == 1 and r.batch_size == 1 and r.cpu
+                and r.build != BASELINE):
+            found.setdefault((r.backend, r.rate), []).append(r)
+    return found
+
+
+def _anchor_runs(runs: Sequence[Run]) -> dict[float, list[Run]]:
+    found: dict[float, list[Run]] = {}
+    for r in runs:
+        if r.server != "tocsin" and r.cpu:
+            found.setdefault(r.rate, []).append(r)
+    return found
+
+
+def _db_order(backend: str) -> tuple[bool, str]:
+    return backend != "postgres", backend  # PostgreSQL first: the anchor's own database
+
+
+def ratio_table(runs: Sequence[Run]) -> str:
+    """Tocsin (one node, the working tree's build, single publishes) against the anchor at the
+    rates both were run at, a row per Tocsin database (the anchor's is always PostgreSQL); with
+    --repeat, ratios of the medians over each one's runs at that rate."""
+    tocsin = _tocsin_singles(runs)
+    anchor = _anchor_runs(runs)
+    common = sorted((k for k in tocsin if k[1] in anchor), key=lambda k: (_db_order(k[0]), k[1]))
     if not common:
         return ""
-    head = ("| rate/s | delivered/s Tocsin / anchor | p50 Tocsin / anchor | p99 Tocsin / anchor "
-            "| server CPU Tocsin / anchor | PostgreSQL CPU Tocsin / anchor |")
+    head = ("| Tocsin on | rate/s | delivered/s Tocsin / anchor | p50 Tocsin / anchor "
+            "| p99 Tocsin / anchor | server CPU Tocsin / anchor | PostgreSQL CPU Tocsin / anchor |")
     lines = [head, _sep(head)]
 
     def ratio(a: float | None, b: float | None) -> str:
@@ -724,14 +862,103 @@ def ratio_table(runs: Sequence[Run]) -> str:
     def postgres_cpu(runs: Sequence[Run]) -> float:
         return _med(runs, lambda run: run.cpu.postgres if run.cpu else None)
 
-    for rate in common:
-        t, a = tocsin[rate], anchor[rate]
+    for backend, rate in common:
+        t, a = tocsin[backend, rate], anchor[rate]
         lines.append(
-            f"| {rate:,.0f} | {ratio(delivered(t), delivered(a))} "
+            f"| {DB_NAMES.get(backend, backend)} | {rate:,.0f} "
+            f"| {ratio(delivered(t), delivered(a))} "
             f"| {ratio(lat(t, 50), lat(a, 50))} | {ratio(lat(t, 99), lat(a, 99))} "
             f"| {ratio(server_cpu(t), server_cpu(a))} "
             f"| {ratio(postgres_cpu(t), postgres_cpu(a))} |")
     return "\n".join(lines)
+
+
+GOAL_CAPTION = ("Against the goals: Tocsin's highest delivered/s over its asked rates (batched: "
+                f"the highest whose p99 is within {BATCHED_P99_GOAL_MS:g} ms), over seed-node's "
+                "single-publish saturation on PostgreSQL (its highest delivered/s); medians over "
+                "the runs of a rate, the working tree's build:")
+
+
+@dataclass(frozen=True, slots=True)
+class Best:
+    """A series' rate with the most delivered/s (medians over the runs of each rate)."""
+
+    rate: float
+    delivered: float
+    p99: float
+
+    @property
+    def kept_up(self) -> bool:
+        """Delivered what was asked: the server was not saturated at its best rate, so it may
+        deliver more when asked for more."""
+        return self.delivered >= KEPT_UP * self.rate
+
+    def cell(self, *, p99: bool = False) -> str:
+        text = f"{self.delivered:,.0f}/s at {self.rate:,.0f}/s asked"
+        if p99:
+            text += f", p99 {self.p99:,.0f} ms"
+        return text + (" (kept up: may do more)" if self.kept_up else "")
+
+
+def best(by_rate: dict[float, list[Run]], p99_limit: float | None = None) -> Best | None:
+    """The rate of `by_rate` whose median delivered/s is the highest, among those whose median
+    p99 is within `p99_limit` ms when given; None when there is none."""
+    found: Best | None = None
+    for rate, at_rate in by_rate.items():
+        delivered = _med(at_rate, lambda run: run.delivered_per_second)
+        p99 = _med(at_rate, lambda run: livegen.percentile(run.latencies, 99))
+        if p99_limit is not None and not p99 <= p99_limit:
+            continue
+        if delivered == delivered and (found is None or delivered > found.delivered):
+            found = Best(rate, delivered, p99)
+    return found
+
+
+def _lowest_p99(by_rate: dict[float, list[Run]]) -> str:
+    """How near the goal's p99 the runs came: their lowest median p99, and at which rate."""
+    p99s = {rate: _med(at_rate, lambda run: livegen.percentile(run.latencies, 99))
+            for rate, at_rate in by_rate.items()}
+    finite = {rate: p99 for rate, p99 in p99s.items() if p99 == p99}
+    if not finite:
+        return ""
+    rate = min(finite, key=finite.__getitem__)
+    return f" (lowest: {finite[rate]:,.0f} ms at {rate:,.0f}/s asked)"
+
+
+def goal_table(runs: Sequence[Run]) -> str:
+    """Tocsin's single publishes on each database and its batches against the goals, in
+    multiples of the anchor's single-publish saturation; empty without the anchor or without
+    any of those runs."""
+    anchor = best(_anchor_runs(runs))
+    if anchor is None:
+        return ""
+    groups: dict[tuple[int, str], dict[float, list[Run]]] = {}
+    for (backend, rate), at_rate in _tocsin_singles(runs).items():
+        groups.setdefault((1, backend), {})[rate] = at_rate
+    for r in runs:
+        if (r.server == "tocsin" and r.nodes == 1 and r.batch_size > 1 and r.cpu
+                and r.build != BASELINE):
+            groups.setdefault((r.batch_size, r.backend), {}).setdefault(r.rate, []).append(r)
+    if not groups:
+        return ""
+    head = ["figure", "Tocsin", "seed-node saturation (PostgreSQL)", "Tocsin / seed-node", "goal"]
+    rows: list[list[str]] = []
+    for size, backend in sorted(groups, key=lambda k: (k[0] > 1, _db_order(k[1]), k[0])):
+        db = DB_NAMES.get(backend, backend)
+        if size > 1:
+            figure = (f"batched x{size}, {db}: highest delivered/s with p99 ≤ "
+                      f"{BATCHED_P99_GOAL_MS:g} ms")
+            mine, goal = best(groups[size, backend], BATCHED_P99_GOAL_MS), GOAL_BATCHED
+        else:
+            figure = f"single publishes, {db}: highest delivered/s"
+            mine = best(groups[size, backend])
+            goal = GOAL_SINGLE_POSTGRES if backend == "postgres" else GOAL_SINGLE_SQLITE
+        shown = mine.cell(p99=size > 1) if mine is not None else (
+            f"no rate with p99 ≤ {BATCHED_P99_GOAL_MS:g} ms" + _lowest_p99(groups[size, backend]))
+        times = (f"{mine.delivered / anchor.delivered:.2f}x" if mine and anchor.delivered
+                 else "-")
+        rows.append([figure, shown, anchor.cell(), times, f"≥ {goal:g}x"])
+    return markdown(head, rows)
 
 
 def json_line(run: Run, args: argparse.Namespace, machine: dict[str, str],
@@ -748,7 +975,8 @@ def json_record(run: Run, args: argparse.Namespace, machine: dict[str, str],
     lat = run.latencies
     commits = {build.name: build.commit for build in builds}
     record: dict[str, Any] = {
-        "label": run.label, "server": run.server, "backend": run.backend, "nodes": run.nodes,
+        "label": run.label, "scenario": run.scenario or None, "server": run.server,
+        "backend": run.backend, "nodes": run.nodes, "batch_size": run.batch_size,
         "build": run.build or None, "build_commit": commits.get(run.build),
         "slot": run.key, "repeat": run.repeat, "repeats": args.repeat,
         "baseline_commit": commits.get(BASELINE), "current_commit": commits.get(CURRENT),
@@ -765,6 +993,9 @@ def json_record(run: Run, args: argparse.Namespace, machine: dict[str, str],
     if p is not None and t is not None:
         record.update({
             "attempted": p.attempted, "acked": p.acked, "delivered": t.delivered,
+            "posts_attempted": p.posts_attempted, "posts_acked": p.posts_acked,
+            "posts_per_s_asked": round(run.rate / run.batch_size, 1),
+            "posts_attempted_per_s": round(p.posts_attempted / run.publish_window, 1),
             "lost": t.lost(), "delivered_not_acked": t.delivered_not_acked(),
             "duplicates": t.duplicates, "misrouted": t.misrouted, "foreign_events": t.foreign,
             "unread_count_events": t.unread_events, "other_events": dict(t.other_events),
@@ -857,8 +1088,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--users", type=_positive_int, default=1000,
                         help="connected users while publishing (default 1000)")
     parser.add_argument("--rates", type=_rates,
-                        help="single-node rates, notifications/s (default 200,500,1000)")
+                        help="single-node rates, notifications/s, of single and single-sqlite "
+                             "(default 200,500,1000)")
     parser.add_argument("--two-node-rates", type=_rates, help="default 500,1000")
+    parser.add_argument("--batched-rates", type=_rates,
+                        help="rates of the batched scenario, in notifications/s, not POSTs/s "
+                             "(default 5000,10000,20000,40000: 50 to 400 POSTs/s of 100 users)")
+    parser.add_argument("--batch-size", type=_positive_int, default=100,
+                        help="users per POST in the batched scenario, distinct, all connected "
+                             f"(default 100; at most --users and {MAX_BATCH_USERS}, the "
+                             "server's TOCSIN_MAX_BATCH_USERS)")
     parser.add_argument("--anchor-rates", type=_rates, help="default: --rates")
     parser.add_argument("--idle-users", type=_positive_int,
                         help="users connected in the idle scenario (default 5000)")
@@ -874,7 +1113,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              f"to be quiet (under {QUIET_BUSY:g} %% of a core busy; default 30)")
     parser.add_argument("--seed", type=int, default=1, help="random seed for the targets")
     parser.add_argument("--quick", action="store_true",
-                        help="5 s runs at 500/s, 1000 idle users, unless given")
+                        help="5 s runs at 500/s (batched: 5000 notifications/s), 1000 idle "
+                             "users, unless given")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also append the raw results to PATH as JSON lines")
     parser.add_argument("--plot", type=_png_path, metavar="PATH",
@@ -916,6 +1156,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.rates = [500.0] if args.quick else [200.0, 500.0, 1000.0]
     if args.two_node_rates is None:
         args.two_node_rates = [500.0] if args.quick else [500.0, 1000.0]
+    if args.batched_rates is None:
+        args.batched_rates = [5000.0] if args.quick else [5000.0, 10000.0, 20000.0, 40000.0]
+    if "batched" in args.scenarios and args.batch_size > min(args.users, MAX_BATCH_USERS):
+        parser.error(f"--batch-size {args.batch_size}: a POST names distinct connected users, "
+                     f"at most --users ({args.users}) and {MAX_BATCH_USERS}")
     if args.anchor_rates is None:
         args.anchor_rates = args.rates
     if args.idle_users is None:
@@ -978,17 +1223,32 @@ async def amain(args: argparse.Namespace) -> int:
                 for rate, build in interleave(args.rates, builds, turn):
                     runs.append(await tocsin_run(args, workdir, build, nodes=1, users=args.users,
                                                  rate=rate, slot=f"single-r{rate:g}",
-                                                 compare=compare, repeat=repeat))
+                                                 compare=compare, repeat=repeat,
+                                                 scenario="single"))
+            if "single-sqlite" in scenarios:
+                for rate, build in interleave(args.rates, builds, turn):
+                    runs.append(await tocsin_run(args, workdir, build, nodes=1, users=args.users,
+                                                 rate=rate, slot=f"single-sqlite-r{rate:g}",
+                                                 compare=compare, repeat=repeat,
+                                                 scenario="single-sqlite", backend="sqlite"))
             if "two-node" in scenarios:
                 for rate, build in interleave(args.two_node_rates, builds, turn):
                     runs.append(await tocsin_run(args, workdir, build, nodes=2, users=args.users,
                                                  rate=rate, slot=f"two-node-r{rate:g}",
-                                                 compare=compare, repeat=repeat))
+                                                 compare=compare, repeat=repeat,
+                                                 scenario="two-node"))
+            if "batched" in scenarios:
+                size = args.batch_size
+                for rate, build in interleave(args.batched_rates, builds, turn):
+                    runs.append(await tocsin_run(args, workdir, build, nodes=1, users=args.users,
+                                                 rate=rate, slot=f"batched-x{size}-r{rate:g}",
+                                                 compare=compare, repeat=repeat,
+                                                 scenario="batched", batch_size=size))
             if "idle" in scenarios:
                 for users, build in interleave([args.idle_users], builds, turn):
                     runs.append(await tocsin_run(args, workdir, build, nodes=1, users=users,
                                                  rate=0, slot=f"idle-u{users}", compare=compare,
-                                                 repeat=repeat))
+                                                 repeat=repeat, scenario="idle"))
             if "anchor" in scenarios:
                 app_dir = app_dir or prepare_anchor(args.anchor_dir, workdir)
                 for rate in args.anchor_rates:
@@ -1034,10 +1294,21 @@ def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[st
           f"{args.grace:g} s. CPU: % of one core over the publishing window and its "
           "deliveries (200 % = both cores).")
     busy = [r for r in runs if r.published is not None]
-    idle = [r for r in runs if r.published is None]
-    if busy:
+    idle = [r for r in runs if r.published is None and r.rate == 0]
+    singles = [r for r in busy if r.batch_size == 1]
+    batched = [r for r in busy if r.batch_size > 1]
+    if singles:
         print()
-        print(delivery_table(busy, compare=compare))
+        print(delivery_table(singles, compare=compare))
+    if batched:
+        sizes = " or ".join(f"{n:,}" for n in sorted({r.batch_size for r in batched}))
+        print()
+        print(f"Batched: one POST with user_ids of {sizes} distinct connected users per that "
+              "many notifications, paced in notifications/s; rate, attempted, acked and "
+              "delivered count notifications, latency is per notification, late POSTs and "
+              "HTTP errors count POSTs.")
+        print(delivery_table(batched, compare=compare, batched=True))
+    if busy:
         print()
         print(resource_table(busy, compare=compare))
     if idle:
@@ -1046,7 +1317,13 @@ def print_report(runs: Sequence[Run], args: argparse.Namespace, machine: dict[st
     ratios = ratio_table(runs)
     if ratios:
         print()
+        print(RATIO_CAPTION)
         print(ratios)
+    goals = goal_table(runs)
+    if goals:
+        print()
+        print(GOAL_CAPTION)
+        print(goals)
 
 
 def repeat_line(repeats: int, compare: bool) -> str:

@@ -14,6 +14,11 @@ checked for loss, duplicates and misrouting. Sends are paced: the k-th is due at
 and goes out on the first free connection of a closed set; a send more than 10 ms behind its due
 time is late, and a run that cannot keep the pace attempts fewer than rate * seconds.
 
+Batched publishes (`publish_batched`, Tocsin only) send one POST with `user_ids` of B distinct
+connected users per B notifications, paced so that `rate` stays notifications/s (POST k is due at
+t0 + k * B / rate). The batch's one `data` carries the send time and the POST's index; a
+`BatchTally` finds each receipt's notification by its user's place in the batch (see there).
+
 Every loop is bounded: the connect phase by a timeout, the publisher by the window and by
 rate * seconds sends, each request by a timeout, the wait for stragglers by the grace period,
 each reader by its connection (closed at the end, with a timeout).
@@ -97,10 +102,21 @@ class TocsinFlavor:
             "message": "Sent by bench/live.py", "data": _payload(sent, key, user_index),
         })
 
-    async def connect(self, session: aiohttp.ClientSession, base_url: str, user_id: str
-                      ) -> aiohttp.ClientWebSocketResponse:
+    def publish_batch_body(self, user_ids: list[str], sent: float, key: int) -> bytes:
+        """One notification to each of `user_ids` (docs/api.md: one transaction); the `data`
+        is the same for all of them, so it names the POST, not a user."""
+        return orjson.dumps({
+            "user_ids": user_ids, "type": "bench.live", "title": "Live benchmark",
+            "message": "Sent by bench/live.py", "data": {"t": sent, "k": key},
+        })
+
+    async def connect(self, session: aiohttp.ClientSession, base_url: str, user_id: str,
+                      since: int | None = None) -> aiohttp.ClientWebSocketResponse:
+        """`since`: resume after that seq (the stream replays what came after it first)."""
+        query = f"?since={since}" if since is not None else ""
         return await session.ws_connect(
-            f"{base_url}/v1/ws", headers={"Authorization": f"Bearer {self._tokens[user_id]}"},
+            f"{base_url}/v1/ws{query}",
+            headers={"Authorization": f"Bearer {self._tokens[user_id]}"},
             autoping=True, heartbeat=None)
 
     def frame(self, text: str) -> tuple[str | None, Any, str | None]:
@@ -236,6 +252,84 @@ class Tally:
 
     def delivered_not_acked(self) -> int:
         return sum(1 for a, r in zip(self.acked, self.received, strict=True) if r and not a)
+
+
+@dataclass(slots=True)
+class BatchTally(Tally):
+    """Receipts of batched publishes, by notification: publish k's notification to the j-th user
+    of its batch is slot k * batch_size + j (`capacity` is publishes * batch_size).
+
+    Publish k names the users at places starts[k], starts[k] + 1, … (around the end) of
+    `order`, a shuffle of the connected users drawn once per run (arrange()), so that a receipt
+    finds its slot by arithmetic instead of a table per publish. Every user of a batch receives
+    the same `data` (the POST's send time and index, no user), so a frame is *misrouted* when its
+    user is not in that publish's batch, a *duplicate* when its slot was already received, and
+    *foreign* when it names no publish this run sent. (Two members of one batch receiving each
+    other's notifications would look like their own: the frames hold no user id.)
+
+    Tally.notification() stays as it is for single publishes; this class overrides it, so the
+    single path pays nothing for batches."""
+
+    batch_size: int = 1
+    order: array[int] = field(default_factory=lambda: array("i"))  # client indexes, shuffled
+    place: array[int] = field(default_factory=lambda: array("i"))  # client index -> its place
+    starts: array[int] = field(init=False)  # per publish: its first place; -1 until sent
+
+    def __post_init__(self) -> None:
+        Tally.__post_init__(self)  # zero-argument super() does not work in a slots dataclass
+        self.starts = array("i", [-1]) * self.batches
+
+    @property
+    def batches(self) -> int:
+        return self.capacity // self.batch_size
+
+    def arrange(self, clients: Sequence[Client], rng: random.Random) -> list[Client]:
+        """Shuffle the connected users into `order`; the clients in that order."""
+        shuffled = list(clients)
+        rng.shuffle(shuffled)
+        self.order = array("i", (c.index for c in shuffled))
+        self.place = array("i", [-1]) * (max(self.order, default=-1) + 1)
+        for at, index in enumerate(self.order):
+            self.place[index] = at
+        return shuffled
+
+    def notification(self, client: Client, data: Any, now: float) -> None:
+        try:
+            inner = data["data"]
+            key, sent = int(inner["k"]), float(inner["t"])
+        except (KeyError, TypeError, ValueError):
+            self.foreign += 1
+            return
+        if not 0 <= key < len(self.starts) or (start := self.starts[key]) < 0:
+            self.foreign += 1
+            return
+        at = self.place[client.index] if client.index < len(self.place) else -1
+        offset = (at - start) % len(self.order)
+        if at < 0 or offset >= self.batch_size:
+            self.misrouted += 1
+            return
+        slot = key * self.batch_size + offset
+        # from here on as Tally.notification(), by slot (written out there for its cost)
+        seen = self.received[slot]
+        if seen < 255:
+            self.received[slot] = seen + 1
+        if seen:
+            self.duplicates += 1
+            return
+        self.delivered += 1
+        if self.acked[slot]:
+            self.matched += 1
+        self.latencies_ms.append((now - sent) * 1000)
+        if not self.first_receipt:
+            self.first_receipt = now
+        self.last_receipt = now
+
+    def ack_batch(self, key: int) -> None:
+        """Publish k answered 202: each of its notifications is committed."""
+        low = key * self.batch_size
+        high = low + self.batch_size
+        self.acked[low:high] = b"\x01" * self.batch_size
+        self.matched += self.batch_size - self.received[low:high].count(0)
 
 
 async def _read(client: Client, flavor: Flavor, tally: Tally) -> None:
@@ -398,6 +492,9 @@ class CpuShare:
 
 @dataclass(slots=True)
 class Published:
+    """What the publisher did. `rate`, `attempted` and `acked` count notifications, whatever
+    the batch size; `statuses`, `late_sends` and `rtt_ms` are per POST."""
+
     rate: float
     seconds: float
     concurrency: int
@@ -411,6 +508,15 @@ class Published:
     t0: float = 0.0
     last_send: float = 0.0
     last_ack: float = 0.0
+    batch_size: int = 1  # notifications per POST: users in its user_ids (1: user_id)
+
+    @property
+    def posts_attempted(self) -> int:
+        return self.attempted // self.batch_size
+
+    @property
+    def posts_acked(self) -> int:
+        return self.acked // self.batch_size
 
 
 async def publish(flavor: Flavor, base_urls: Sequence[str], clients: Sequence[Client],
@@ -477,6 +583,80 @@ async def publish(flavor: Flavor, base_urls: Sequence[str], clients: Sequence[Cl
     return out
 
 
+async def publish_batched(flavor: TocsinFlavor, base_url: str, clients: Sequence[Client],
+                          tally: BatchTally, *, rate: float, seconds: float, concurrency: int,
+                          rng: random.Random, on_start: Callable[[], None] | None = None
+                          ) -> Published:
+    """One POST per `tally.batch_size` notifications, `user_ids` of that many distinct connected
+    users (BatchTally's places starts[k]…), paced so that `rate` is notifications/s: POST k is
+    due at t0 + k * batch_size / rate, on the first free of `concurrency` connections.
+
+    The same loop as publish(), written out again rather than shared, so that the single
+    publishes' loop stays exactly what it was."""
+    size = tally.batch_size
+    if size > len(clients):
+        raise ValueError(f"{size} users per POST, {len(clients)} connected")
+    shuffled = tally.arrange(clients, rng)
+    users = len(shuffled)
+    # the user ids in `order`, twice over, so that a batch running past the end is one slice
+    ring = [c.user_id for c in shuffled] * 2
+    capacity = min(tally.batches, math.floor(rate * seconds / size))
+    starts = [rng.randrange(users) for _ in range(capacity)]
+    interval = size / rate
+    out = Published(rate=rate, seconds=seconds, concurrency=concurrency, batch_size=size)
+    counter = itertools.count()
+    headers = flavor.publish_headers()
+    url = base_url + flavor.publish_path
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    t0 = time.monotonic() + 0.05  # the first send's due time
+    t_end = t0 + seconds
+    out.t0 = t0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while True:
+            key = next(counter)
+            if key >= capacity:
+                return
+            due = t0 + key * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.monotonic()
+            if now >= t_end:
+                return
+            lag_ms = (now - due) * 1000
+            out.max_lag_ms = max(out.max_lag_ms, lag_ms)
+            if lag_ms > LATE_SEND_MS:
+                out.late_sends += 1
+            start = starts[key]
+            tally.starts[key] = start
+            body = flavor.publish_batch_body(ring[start:start + size], now, key)
+            out.attempted += size
+            out.last_send = now
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                out.statuses[type(exc).__name__] += 1
+                continue
+            done = time.monotonic()
+            out.rtt_ms.append((done - now) * 1000)
+            out.statuses[str(status)] += 1
+            if status == flavor.ok_status:
+                out.acked += size
+                out.last_ack = done
+                tally.ack_batch(key)
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        if on_start is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_at(loop.time() + (t0 - time.monotonic()), on_start)
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return out
+
+
 async def wait_for_stragglers(tally: Tally, published: Published, grace: float) -> float:
     """Until every acknowledged publish was received, at most `grace` seconds; the time used."""
     start = time.monotonic()
@@ -503,7 +683,7 @@ def freeze_heap() -> None:
 
 
 __all__ = [
-    "Client", "Connected", "Cpu", "CpuShare", "Flavor", "Published", "SocketIOFlavor", "Tally",
-    "TocsinFlavor", "close_all", "connect_all", "freeze_heap", "memory_kb", "percentile",
-    "publish", "wait_for_stragglers",
+    "BatchTally", "Client", "Connected", "Cpu", "CpuShare", "Flavor", "Published",
+    "SocketIOFlavor", "Tally", "TocsinFlavor", "close_all", "connect_all", "freeze_heap",
+    "memory_kb", "percentile", "publish", "publish_batched", "wait_for_stragglers",
 ]

@@ -13,7 +13,10 @@ lines written earlier, one file or several onto one figure:
 A rate run several times (--repeat N) is drawn at the median of its runs (compare.median(), as in
 the tables), with a bar from the lowest to the highest. Idle runs (nothing published) are left
 out. The anchor's recorded lines name no server: records without one are drawn as --server
-(default seed-node).
+(default seed-node). Tocsin on SQLite (the single-sqlite scenario, or --backend sqlite) is a line
+of its own. Batched runs (several users per POST), whose rates are ten times those of single
+publishes and would flatten them on shared axes, get a second row of panels, in notifications/s
+as the tables give them, with the POSTs/s on the top axis when every batch has the same size.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Series:
 
     label: str
     points: tuple[Point, ...]
+    batch_size: int = 1  # users per POST: above 1, drawn on the batched panels
 
 
 def published(records: Iterable[Record]) -> list[Record]:
@@ -85,7 +89,10 @@ class _Key:
 
     not_tocsin: bool
     server: str
+    batch_size: int
     nodes: int
+    not_postgres: bool
+    backend: str
     is_baseline: bool
     build: str
     build_commit: str
@@ -97,7 +104,10 @@ class _Key:
 def _key(record: Record, unnamed: str) -> _Key:
     server = record.get("server") or unnamed
     build = record.get("build") or ""
-    return _Key(not_tocsin=server != "tocsin", server=server, nodes=record.get("nodes") or 1,
+    backend = record.get("backend") or ""  # the anchor's recording names none: PostgreSQL
+    return _Key(not_tocsin=server != "tocsin", server=server,
+                batch_size=record.get("batch_size") or 1, nodes=record.get("nodes") or 1,
+                not_postgres=backend not in ("", "postgres"), backend=backend,
                 is_baseline=build == BASELINE, build=build,
                 build_commit=record.get("build_commit") or "",
                 what_if=record.get("what_if") or "", users=record.get("users") or 0,
@@ -108,8 +118,12 @@ def _label(key: _Key, keys: Sequence[_Key]) -> str:
     """The server as the tables name it, then only what tells this series from the others: the
     build when more than one was measured, the users and the HTTP client when they differ."""
     label = "Tocsin" if key.server == "tocsin" else key.server
+    if key.not_postgres:  # PostgreSQL is every other line's, the anchor's included
+        label += ", SQLite" if key.backend == "sqlite" else f", {key.backend}"
     if key.nodes > 1:
         label += f", {key.nodes} nodes"
+    if key.batch_size > 1:
+        label += f", batched x{key.batch_size}"  # as the tables name it
     if key.what_if:
         label += f" ({key.what_if})"
     if key.build and len({k.build for k in keys if k.build}) > 1:
@@ -134,7 +148,8 @@ def series(records: Iterable[Record], *, unnamed: str = UNNAMED_SERVER) -> list[
     return [Series(label=_label(key, keys), points=tuple(
         Point(rate=rate, delivered=tuple(_number(r["delivered_per_s"]) for r in at_rate),
               p99=tuple(_p99(r) for r in at_rate))
-        for rate, at_rate in sorted(runs[key].items()))) for key in keys]
+        for rate, at_rate in sorted(runs[key].items())), batch_size=key.batch_size)
+        for key in keys]
 
 
 def machine_lines(records: Iterable[Record]) -> list[str]:
@@ -175,17 +190,58 @@ def draw(records: Iterable[Record], out: Path, *, notes: Sequence[str] = (),
          unnamed: str = UNNAMED_SERVER) -> Figure:
     """Write the figure of the records (live.json_record(), or the JSON lines of --json) to
     `out` as a PNG, and return it: delivered/s against the asked rate on the left, p99 latency
-    (log scale) on the right, a line per series(); titled with the records' machine lines and
-    `notes`. ValueError when no record published anything."""
+    (log scale) on the right, a line per series(); single publishes on the first row, batched
+    publishes on a row of their own when there are any (each row only when it has a line);
+    titled with the records' machine lines and `notes`. ValueError when no record published
+    anything."""
     records = list(records)
     drawn = series(records, unnamed=unnamed)
     if not drawn:
         raise ValueError("no run published anything: nothing to draw")
-    figure = Figure(figsize=(13, 5.6), layout="constrained")
+    singles = [s for s in drawn if s.batch_size == 1]
+    batched = [s for s in drawn if s.batch_size > 1]
+    rows = [row for row in (singles, batched) if row]
+    figure = Figure(figsize=(13, 1.2 + 4.4 * len(rows)), layout="constrained")
     # The Agg canvas: a file only, no display nor GUI toolkit, and no pyplot state shared with
     # whatever else runs in this process.
     FigureCanvasAgg(figure)
-    delivered_ax, p99_ax = figure.subplots(1, 2)
+    axes = figure.subplots(len(rows), 2, squeeze=False)
+    for (delivered_ax, p99_ax), row in zip(axes, rows, strict=True):
+        if row is batched:
+            sizes = {s.batch_size for s in row}
+            what = (f"batched publishes, {min(sizes):,} users per POST" if len(sizes) == 1
+                    else "batched publishes")
+            _panels(delivered_ax, p99_ax, row, f"Delivered, {what}", f"Latency, p99, {what}")
+            if len(sizes) == 1:
+                _posts_axis(delivered_ax, min(sizes))
+                _posts_axis(p99_ax, min(sizes))
+        else:
+            _panels(delivered_ax, p99_ax, row, "Delivered", "Latency, p99")
+    summary = _summary(published(records), drawn)
+    lines = [*machine_lines(records), *notes, *([summary] if summary else [])]
+    figure.suptitle("\n".join([HEADING, *(textwrap.fill(line, TITLE_WIDTH) for line in lines)]),
+                    fontsize=9)
+    figure.savefig(out, format="png", dpi=110)
+    return figure
+
+
+def _posts_axis(ax: Axes, size: int) -> None:
+    """The asked POSTs/s of batches of `size` users on the top axis (the bottom one stays in
+    notifications/s, as the tables)."""
+
+    def posts(notifications: Any) -> Any:  # numpy arrays, as matplotlib passes them
+        return notifications / size
+
+    def notifications(posts: Any) -> Any:
+        return posts * size
+
+    top = ax.secondary_xaxis("top", functions=(posts, notifications))
+    top.set_xlabel("asked POSTs/s", fontsize="small")
+
+
+def _panels(delivered_ax: Axes, p99_ax: Axes, drawn: Sequence[Series], delivered_title: str,
+            p99_title: str) -> None:
+    """One row: delivered/s and p99 against the asked rate, a line per series."""
     for one in drawn:
         rates = [p.rate for p in one.points]
         (line,) = delivered_ax.plot(rates, _medians(one.points, lambda p: p.delivered),
@@ -201,7 +257,7 @@ def draw(records: Iterable[Record], out: Path, *, notes: Sequence[str] = (),
                         label=IDEAL_LABEL, zorder=1)
     delivered_ax.set_xlim(left=0)
     delivered_ax.set_ylim(bottom=0)
-    delivered_ax.set_title("Delivered")
+    delivered_ax.set_title(delivered_title)
     delivered_ax.set_ylabel("delivered (notifications/s)")
     p99_ax.set_yscale("log")
     # 1, 10, 100 and, where the axis spans two decades or less, some of 2-9 between them, rather
@@ -209,19 +265,13 @@ def draw(records: Iterable[Record], out: Path, *, notes: Sequence[str] = (),
     p99_ax.yaxis.set_major_formatter(ScalarFormatter())
     p99_ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     p99_ax.set_xlim(left=0)
-    p99_ax.set_title("Latency, p99")
+    p99_ax.set_title(p99_title)
     p99_ax.set_ylabel("p99 publish → receipt latency (ms, log scale)")
     for ax in (delivered_ax, p99_ax):
         ax.set_xlabel("asked rate (notifications/s)")
         ax.grid(True, which="major", alpha=0.4)
         ax.legend(fontsize="small")
     p99_ax.grid(True, which="minor", alpha=0.15)
-    summary = _summary(published(records), drawn)
-    lines = [*machine_lines(records), *notes, *([summary] if summary else [])]
-    figure.suptitle("\n".join([HEADING, *(textwrap.fill(line, TITLE_WIDTH) for line in lines)]),
-                    fontsize=9)
-    figure.savefig(out, format="png", dpi=110)
-    return figure
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -128,6 +128,7 @@ class Server:
     api_key: str
     log_path: Path
     jwt_secret: str = ""  # what user tokens must be signed with (TOCSIN_JWT_SECRET)
+    killed: bool = False  # SIGKILLed on purpose (kill()): its exit code is no failure
 
     @property
     def pid(self) -> int:
@@ -139,6 +140,13 @@ class Server:
         except FileNotFoundError:
             return "(no server log)"
         return "\n".join(text.splitlines()[-lines:])
+
+    async def kill(self) -> int:
+        """SIGKILL now, as a crash would end it; returns the exit code once it has exited."""
+        self.killed = True
+        if self.process.returncode is None:
+            self.process.kill()
+        return await self.process.wait()
 
     async def stop(self) -> int:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT seconds; returns the exit code."""
@@ -194,7 +202,7 @@ async def running_server(database: Database, workdir: Path, *, startup_timeout: 
                          extra_env: dict[str, Any] | None = None,
                          launcher: Sequence[str] = ("-m", "tocsin"),
                          api_key: str | None = None, jwt_secret: str | None = None,
-                         python: str = sys.executable,
+                         python: str = sys.executable, port: int | None = None,
                          ) -> AsyncIterator[Server]:
     """`python -m tocsin serve` on a free port of 127.0.0.1, healthy, stopped on exit.
 
@@ -205,11 +213,12 @@ async def running_server(database: Database, workdir: Path, *, startup_timeout: 
     `launcher` replaces `-m tocsin` (e.g. a wrapper script that profiles, then calls
     `tocsin.cli.main()`); it must keep the process's pid, since CPU is read from /proc/<pid>.
     `extra_env` adds settings (e.g. TOCSIN_BUS_URL); `api_key` and `jwt_secret` are random
-    unless given (several nodes of one deployment share them).
+    unless given (several nodes of one deployment share them). `port` is a free one unless
+    given (a server started again where a killed one listened).
     """
     api_key = api_key or secrets.token_hex(16)  # 32 characters
     jwt_secret = jwt_secret or secrets.token_urlsafe(36)  # 48 characters
-    port = free_port()
+    port = port or free_port()
     env = server_env(database.url, workdir, api_key, jwt_secret)
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
     if python != sys.executable:
@@ -232,5 +241,5 @@ async def running_server(database: Database, workdir: Path, *, startup_timeout: 
         yield server
     finally:
         code = await server.stop()
-        if code not in (0, -signal.SIGTERM):
+        if code not in (0, -signal.SIGTERM) and not server.killed:
             print(f"server exited with {code}:\n{server.log_tail()}", file=sys.stderr)
