@@ -259,9 +259,12 @@ async def test_old_read_and_hidden_notifications_are_purged_after_the_retention(
     unread = (await node.api.publish(user))["notifications"][0]
     await node.api.me(user, f"notifications/{read['id']}/read", method="POST")
     clock.advance(RETENTION_DAYS * 86400 + 1)
+    # Read too, but within the retention: it stays.
+    young = (await node.api.publish(user))["notifications"][0]
+    await node.api.me(user, f"notifications/{young['id']}/read", method="POST")
     await run_due(node.worker)
     async with store.engine.connect() as conn:
         left = set((await conn.execute(sa.select(notifications.c.id).where(
             notifications.c.user_id == user))).scalars())
-    assert left == {uuid.UUID(unread["id"])}
-    assert await counter_and_rows(store, user) == (1, 1, 2)
+    assert left == {uuid.UUID(unread["id"]), uuid.UUID(young["id"])}
+    assert await counter_and_rows(store, user) == (1, 1, 3)

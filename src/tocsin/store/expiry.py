@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,10 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tocsin.domain.models import UnreadCount
 from tocsin.jobs.base import DONE, SKIPPED
 from tocsin.store.database import SqlDatabase
-from tocsin.store.schema import jobs, notifications, users
+from tocsin.store.schema import (
+    PURGEABLE_NOTIFICATION,
+    jobs,
+    notifications,
+    users,
+)
 
 EXPIRED = "expired"
-_GONE = ("expired", "cancelled", "suppressed")
 
 
 class Expiry:
@@ -65,14 +70,7 @@ class Expiry:
     async def purge(self, before: datetime, limit: int = 1000) -> int:
         """Delete up to `limit` notifications (and as many finished jobs) older than `before`
         that are out of the inbox or read; how many notifications went."""
-        old = (sa.select(notifications.c.id)
-               .where(notifications.c.created_at < before,
-                      sa.or_(notifications.c.status.in_(_GONE),
-                             notifications.c.read == sa.true()))
-               .limit(limit))
-        finished = (sa.select(jobs.c.id)
-                    .where(jobs.c.status.in_((DONE, SKIPPED)), jobs.c.updated_at < before)
-                    .limit(limit))
+        old, finished = purge_candidates(self._db.engine.dialect.name, before, limit)
 
         async def work(conn: AsyncConnection) -> int:
             await conn.execute(jobs.delete().where(jobs.c.id.in_(finished.scalar_subquery())))
@@ -81,3 +79,24 @@ class Expiry:
             return int(deleted.rowcount or 0)
 
         return await self._db.transact(work)
+
+
+def purge_candidates(dialect: str, before: datetime, limit: int) -> tuple[sa.Select[Any],
+                                                                          sa.Select[Any]]:
+    """The ids the retention sweep deletes next: notifications, finished jobs.
+
+    The notifications' condition is written as its partial index states it (store/schema.py),
+    literally: a database uses a partial index only where it can prove that the query implies
+    the index's condition, which neither PostgreSQL nor SQLite does through bound parameters.
+    Finished jobs are a range of `(status, updated_at)` per status.
+    """
+    # In brackets: a text clause is spliced into the AND as it is, and `a AND b OR c` is not
+    # `a AND (b OR c)`.
+    old = (sa.select(notifications.c.id)
+           .where(notifications.c.created_at < before,
+                  sa.text(f"({PURGEABLE_NOTIFICATION[dialect]})"))
+           .limit(limit))
+    finished = (sa.select(jobs.c.id)
+                .where(jobs.c.status.in_((DONE, SKIPPED)), jobs.c.updated_at < before)
+                .limit(limit))
+    return old, finished
