@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     allowed_origins: CommaList = Field(default_factory=list)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Request body limit")
+    listen_backlog: int = Field(
+        default=4096, ge=16, le=65535,
+        description="Connections the kernel queues before the server accepts them (capped by "
+        "net.core.somaxconn): a node's clients all reconnect at once when it restarts",
+    )
     http_head_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300,
         description="A request's line and headers must arrive within this (else 408)",

@@ -13,6 +13,9 @@ def uvicorn_options(settings: Settings, log_level: str = "info") -> dict[str, An
     return {
         "host": settings.host, "port": settings.port, "log_level": log_level,
         "server_header": False, "proxy_headers": True,
+        # uvicorn's 2,048 overflowed in a storm of 5,000 reconnects (bench/storm.py): a dropped
+        # SYN is retried by the client's kernel a second later, then two more.
+        "backlog": settings.listen_backlog,
         "http": GuardedHttpProtocol.factory(HeadLimits(
             head_timeout=settings.http_head_timeout_seconds,
             max_url_bytes=settings.max_url_bytes,
