@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.pool import QueuePool
 
 from tests.support.client import new_user
 from tests.support.db import assert_counter_matches, row_counts, seqs_of
@@ -379,3 +380,14 @@ async def test_the_retention_sweep_finds_its_candidates_by_index_not_by_reading_
                     f"EXPLAIN QUERY PLAN {sql}")]
         assert any(index in line for line in plan), (sql, plan)
         assert not any("Seq Scan" in line or line.startswith("SCAN") for line in plan), plan
+
+
+async def test_warming_opens_the_pool_before_the_load_comes(store: SqlStore) -> None:
+    pool = store.db.engine.pool
+    await store.warm()
+    if store.db.is_postgres:
+        assert isinstance(pool, QueuePool)
+        # Every connection the pool may hold is open and waiting in it.
+        assert pool.checkedin() == pool.size() and pool.checkedout() == 0
+    await store.warm()  # again: nothing more, nothing fails
+    await store.ping()

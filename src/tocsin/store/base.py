@@ -46,6 +46,11 @@ class Store(Protocol):
     async def migrate(self) -> None:
         """Bring the schema to the newest version. Safe when several processes call it at once."""
 
+    async def warm(self) -> None:
+        """Open now the connections the store keeps to its database, so that the first burst
+        of load (every stream of a restarted node reconnecting at once) does not open them
+        all under it. Best effort: a database that cannot be reached now is no error here."""
+
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the database answers."""
 

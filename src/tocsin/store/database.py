@@ -36,6 +36,7 @@ class SqlDatabase:
     def __init__(self, url: str, *, engine: AsyncEngine | None = None, pool_size: int = 10,
                  connect_timeout: float = 5.0, busy_timeout_ms: int = 10_000) -> None:
         self.url = url
+        self._pool_size = pool_size
         self.engine = engine or create_engine(
             url, pool_size=pool_size, connect_timeout=connect_timeout,
             busy_timeout_ms=busy_timeout_ms,
@@ -94,6 +95,24 @@ class SqlDatabase:
             await migrations.upgrade(self.engine, self.url)
         except Exception as exc:
             reraise(exc)
+
+    async def warm(self) -> None:
+        """Open the pool's connections side by side, then hand them back to it. Measured: in
+        a storm of 5,000 streams reconnecting to a restarted node, the connections the pool
+        opened under it took longer than the connect timeout with the loop that busy, and
+        the streams waiting on them were closed (1013). SQLite opens a file: nothing to do."""
+        if not self.is_postgres:
+            return
+        opened: list[AsyncConnection] = []
+
+        async def one() -> None:
+            opened.append(await self._reader.connect())
+
+        # Every attempt is waited for (a failure is no error: the pool opens connections when
+        # needed), so that every connection opened goes back to the pool.
+        await asyncio.gather(*(one() for _ in range(self._pool_size)), return_exceptions=True)
+        for conn in opened:
+            await conn.close()
 
     async def ping(self) -> None:
         async with self.reading() as conn:

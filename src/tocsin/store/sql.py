@@ -70,6 +70,9 @@ class SqlStore:
     async def migrate(self) -> None:
         await self.db.migrate()
 
+    async def warm(self) -> None:
+        await self.db.warm()
+
     async def ping(self) -> None:
         await self.db.ping()
 
