@@ -7,14 +7,14 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tocsin.api.openapi import errors
 from tocsin.realtime.connection import Connection
 from tocsin.realtime.handshake import check
 from tocsin.realtime.session import Close, Writable
 from tocsin.realtime.transports.sse import SseCodec
-from tocsin.realtime.writer import SocketWriter, StreamTask
+from tocsin.realtime.writer import FramedSink, SocketWriter, StreamTask
 from tocsin.services import services_of
 
 router = APIRouter(tags=["user"])
@@ -26,25 +26,19 @@ _HEADERS = [
 ]
 
 
-class SseSink:
-    """A connection's output as the bytes of one `text/event-stream` body."""
+class SseFraming:
+    """The bytes of one `text/event-stream` body, and its end."""
 
-    __slots__ = ("_codec", "_writer")
+    __slots__ = ("_codec",)
 
-    def __init__(self, codec: SseCodec, writer: SocketWriter) -> None:
+    def __init__(self, codec: SseCodec) -> None:
         self._codec = codec
-        self._writer = writer
 
-    @property
-    def waiting(self) -> int:
-        return self._writer.waiting
+    def message(self, item: Writable) -> Message:
+        return {"type": "http.response.body", "body": self._codec.frame(item), "more_body": True}
 
-    def write(self, item: Writable, counted: bool) -> None:
-        self._writer.write({"type": "http.response.body", "body": self._codec.frame(item),
-                            "more_body": True}, counted)
-
-    def end(self, close: Close) -> None:
-        self._writer.end({"type": "http.response.body", "body": b"", "more_body": False})
+    def last(self, close: Close) -> Message:
+        return {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 class EventStream(Response):
@@ -113,7 +107,8 @@ async def event_stream(request: Request) -> EventStream:
     rt.capacity.admit(hello.user_id)
     task = StreamTask()
     writer = SocketWriter(None, svc.settings.stream_send_timeout_seconds, task.stop)
-    connection = Connection(rt.new_session(hello), rt.live, SseSink(rt.sse_codec, writer))
+    connection = Connection(rt.new_session(hello), rt.live,
+                            FramedSink(writer, SseFraming(rt.sse_codec)))
     try:
         await connection.open()
     except BaseException:

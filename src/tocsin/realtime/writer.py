@@ -30,9 +30,11 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.types import Message, Send
+
+from tocsin.realtime.session import Close, Writable
 
 log = logging.getLogger("tocsin.realtime")
 
@@ -218,3 +220,36 @@ class StreamTask:
         (then the task goes on to close the stream), False when it must re-raise."""
         task = asyncio.current_task()
         return self.ended and task is not None and task.uncancel() == 0
+
+
+class Framing(Protocol):
+    """One transport's ASGI messages for what a connection writes."""
+
+    def message(self, item: Writable) -> Message | None:
+        """The message that writes `item`; None for what the transport does not write."""
+
+    def last(self, close: Close) -> Message:
+        """The message that ends the stream."""
+
+
+class FramedSink:
+    """A connection's `Sink` (realtime/connection.py): its items framed by the transport's
+    `Framing`, written by the socket writer."""
+
+    __slots__ = ("_framing", "_writer")
+
+    def __init__(self, writer: SocketWriter, framing: Framing) -> None:
+        self._writer = writer
+        self._framing = framing
+
+    @property
+    def waiting(self) -> int:
+        return self._writer.waiting
+
+    def write(self, item: Writable, counted: bool) -> None:
+        message = self._framing.message(item)
+        if message is not None:
+            self._writer.write(message, counted)
+
+    def end(self, close: Close) -> None:
+        self._writer.end(self._framing.last(close))

@@ -16,7 +16,7 @@ import asyncio
 import logging
 
 from starlette.datastructures import Headers, QueryParams
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tocsin.domain.errors import TocsinError
 from tocsin.realtime.connection import Connection
@@ -29,7 +29,7 @@ from tocsin.realtime.session import (
     Writable,
 )
 from tocsin.realtime.transports.websocket import WebSocketCodec
-from tocsin.realtime.writer import SocketWriter, StreamTask
+from tocsin.realtime.writer import FramedSink, SocketWriter, StreamTask
 from tocsin.services import Services
 
 log = logging.getLogger("tocsin.realtime")
@@ -37,26 +37,21 @@ log = logging.getLogger("tocsin.realtime")
 PATH = "/v1/ws"
 
 
-class WebSocketSink:
-    """A connection's output as text frames, through the socket writer."""
+class WebSocketFraming:
+    """Text frames, and the close frame."""
 
-    __slots__ = ("_codec", "_writer")
+    __slots__ = ("_codec",)
 
-    def __init__(self, codec: WebSocketCodec, writer: SocketWriter) -> None:
+    def __init__(self, codec: WebSocketCodec) -> None:
         self._codec = codec
-        self._writer = writer
 
-    @property
-    def waiting(self) -> int:
-        return self._writer.waiting
-
-    def write(self, item: Writable, counted: bool) -> None:
+    def message(self, item: Writable) -> Message | None:
         text = self._codec.frame(item)
-        if text is not None:  # a heartbeat is the server's ping, not a frame
-            self._writer.write({"type": "websocket.send", "text": text}, counted)
+        # None for a heartbeat: WebSocket's keep-alive is the server's ping, not a frame.
+        return None if text is None else {"type": "websocket.send", "text": text}
 
-    def end(self, close: Close) -> None:
-        self._writer.end({"type": "websocket.close", "code": close.code, "reason": close.reason})
+    def last(self, close: Close) -> Message:
+        return {"type": "websocket.close", "code": close.code, "reason": close.reason}
 
 
 async def websocket_stream(svc: Services, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,7 +77,7 @@ async def websocket_stream(svc: Services, scope: Scope, receive: Receive, send: 
     reading.bind()
     writer = SocketWriter(send, svc.settings.stream_send_timeout_seconds, reading.stop)
     connection = Connection(rt.new_session(hello), rt.live,
-                            WebSocketSink(rt.ws_codec, writer))
+                            FramedSink(writer, WebSocketFraming(rt.ws_codec)))
     try:
         await connection.open()
         await _read(receive, connection, rt.ws_codec, reading)
