@@ -89,7 +89,8 @@ def create_app(settings: Settings | None = None, *, store: SqlStore | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_access_log_filter()
         await the_store.migrate()
-        await the_store.warm()
+        if owns_store:  # a store handed in is the caller's, its pool too
+            await the_store.warm()
         await services.realtime.start()
         purger = asyncio.create_task(_purge_forever(the_store, clock))
         stop = asyncio.Event()
