@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +19,7 @@ from tocsin.domain.drafts import (
     PublishOutcome,
 )
 from tocsin.domain.errors import IdempotencyInFlight, IdempotencyMismatch, NotFound
-from tocsin.domain.models import UnreadCount, UserProfile
+from tocsin.domain.models import UserProfile
 from tocsin.store.expiry import purge_candidates
 from tocsin.store.sql import SqlStore
 
@@ -392,26 +391,3 @@ async def test_warming_opens_the_pool_before_the_load_comes(store: SqlStore) -> 
         assert pool.checkedin() == pool.size() and pool.checkedout() == 0
     await store.warm()  # again: nothing more, nothing fails
     await store.ping()
-
-
-async def test_a_replay_and_a_count_read_as_the_inbox_reads_them(store: SqlStore) -> None:
-    """What an opening stream reads (the count, then what it missed: on PostgreSQL through the
-    driver directly, store/direct_reads.py) is what the inbox's page says, field by field."""
-    user = new_user()
-    for i in range(3):
-        await store.publish(PublishBatch(publisher="p", drafts=[NotificationDraft(
-            user_id=user, type="comment", title=f"#{i}", message="m",
-            data={"n": i, "nested": {"list": [1, "two", None]}, "none": None},
-            action_url="/posts/1", priority="high" if i else "normal")]), NOW, TTL)
-    page = await store.list_notifications(user, limit=10)
-    replay = await store.notifications_after(user, 0, 10)
-    assert replay == list(reversed(page.notifications))
-    assert [n.seq for n in await store.notifications_after(user, 1, 1)] == [2]
-    assert await store.notifications_after(user, 3, 10) == []
-    assert await store.unread_count(user) == page.unread
-    assert await store.unread_count(new_user()) == UnreadCount(0, 0)
-    for direct, through in zip(replay, reversed(page.notifications), strict=True):
-        # The same types too (they decide how the event is serialised), not only equal values.
-        for field in dataclasses.fields(direct):
-            assert type(getattr(direct, field.name)) is type(getattr(through, field.name)), field
-        assert direct.created_at.tzinfo is not None

@@ -65,17 +65,6 @@ class SqlDatabase:
             reraise(exc)
 
     @asynccontextmanager
-    async def driver(self) -> AsyncIterator[Any]:
-        """The driver's own connection (asyncpg's) of a pooled autocommit connection, for a
-        read written for it directly (`store/direct_reads.py`); failures as `reading`'s."""
-        try:
-            async with self._reader.connect() as conn:
-                raw = await conn.get_raw_connection()
-                yield raw.driver_connection
-        except Exception as exc:
-            reraise(exc)
-
-    @asynccontextmanager
     async def _write_once(self) -> AsyncIterator[AsyncConnection]:
         try:
             if self._write_lock is not None:

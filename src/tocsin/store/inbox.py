@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tocsin.domain.errors import NotFound
 from tocsin.domain.models import Notification, Page, UnreadCount, UserProfile
-from tocsin.store import direct_reads
 from tocsin.store.database import SqlDatabase
 from tocsin.store.mapping import PROFILE_FIELDS, notification_from, profile_from
 from tocsin.store.schema import notifications, users
@@ -29,7 +28,6 @@ async def count_of(conn: AsyncConnection, user_id: str) -> UnreadCount:
 class Inbox:
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
-        self._procs: tuple[direct_reads.Processor, ...] | None = None
 
     async def page(self, user_id: str, *, limit: int, before: int | None = None,
                    unread_only: bool = False, type: str | None = None) -> Page:
@@ -61,12 +59,6 @@ class Inbox:
                     unread=count)
 
     async def after(self, user_id: str, after: int, limit: int) -> list[Notification]:
-        if self._db.is_postgres:  # a resuming stream's replay: see store/direct_reads.py
-            procs = self._procs
-            if procs is None:
-                procs = self._procs = direct_reads.processors(self._db.engine.dialect)
-            async with self._db.driver() as pg:
-                return await direct_reads.after_on(pg, procs, user_id, after, limit)
         query = (sa.select(notifications)
                  .where(notifications.c.user_id == user_id, notifications.c.seq > after)
                  .order_by(notifications.c.seq).limit(limit))
@@ -85,9 +77,6 @@ class Inbox:
         return notification_from(row)
 
     async def count(self, user_id: str) -> UnreadCount:
-        if self._db.is_postgres:  # read by every stream that opens: see store/direct_reads.py
-            async with self._db.driver() as pg:
-                return await direct_reads.count_on(pg, user_id)
         async with self._db.reading() as conn:
             return await count_of(conn, user_id)
 
